@@ -1,0 +1,223 @@
+"""The `harness` command: parses arguments, calls one function per command, maps errors to exits.
+
+Exit codes: 0 success; 1 an unexpected failure (a bug: traceback shown); 2 a bad input or request
+(one clear message per problem, no traceback unless --debug); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import HarnessError, InputError, Problem
+from .paths import DEFAULT_RUNS_DIR, display_path
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
+    return n
+
+
+def _batch_size(value: str) -> int | None:
+    return None if value == "auto" else _positive(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .evaluate import DecodeSettings, evaluate
+    from .models import resolve_many
+    from .suites import load_suites
+    from .tables import summary_table, tag_table
+
+    suites = load_suites(args.suite)
+    specs = resolve_many(args.models)
+    out = args.out or DEFAULT_RUNS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    settings = DecodeSettings(
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+        dtype=args.dtype,
+        limit=args.limit,
+    )
+    n_questions = sum(len(s.questions[: args.limit] if args.limit else s.questions) for s in suites)
+    print(
+        f"run {display_path(Path(out))}: {len(suites)} suite(s), {n_questions} question(s), "
+        f"{len(specs)} model(s)"
+    )
+    summary = evaluate(
+        suites,
+        specs,
+        Path(out),
+        settings,
+        resume=args.resume,
+        trust_remote_code=args.trust_remote_code,
+        progress=not args.quiet,
+    )
+    print()
+    print(summary_table(summary))
+    tags = tag_table(summary)
+    if tags:
+        print()
+        print(tags)
+    print(f"\nwrote {display_path(Path(out))}/ (run.json, samples.jsonl, summary.json)")
+    return 0
+
+
+def cmd_suites(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .suites import available_suites, load_suite
+
+    rows, problems = [], []
+    for name, path in available_suites().items():
+        try:
+            s = load_suite(path)
+        except InputError as exc:
+            problems.append(str(exc))
+            rows.append(
+                [name, "-", "INVALID (harness validate " + str(display_path(path)) + ")", ""]
+            )
+            continue
+        rows.append([name, len(s.questions), s.description, ", ".join(s.tags())])
+    print(tabulate(rows, headers=["suite", "questions", "description", "tags"]))
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 2 if problems else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .suites import load_suite
+
+    problems: list[Problem] = []
+    for file in args.files:
+        try:
+            s = load_suite(Path(file))
+            print(f"{file}: ok ({len(s.questions)} questions, hash {s.hash})")
+        except InputError as exc:
+            problems.extend(exc.problems or [Problem(file, str(exc))])
+    if problems:
+        raise InputError(problems=problems)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .models import load_registry
+    from .paths import models_registry
+
+    reg = load_registry()
+    rows = [[s.name, s.source, s.location, s.dtype, s.description] for s in reg.values()]
+    print(f"registry: {display_path(models_registry())}")
+    print(tabulate(rows, headers=["name", "source", "location", "dtype", "description"]))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .evaluate import rescore
+    from .tables import summary_table
+
+    summary = rescore(Path(args.run_dir))
+    print(summary_table(summary))
+    return 0
+
+
+def cmd_build_base(args: argparse.Namespace) -> int:
+    from .tiny import build
+
+    info = build(
+        Path(args.out), seed=args.seed, steps=args.steps, n_docs=args.docs, device=args.device
+    )
+    print(
+        f"built {args.out}: {info['parameters']} parameters, final loss {info['final_loss']}, "
+        f"{info['seconds']} s"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Measure what supervised fine-tuning did to a model."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate models on suites (greedy, batched, resumable)")
+    run.add_argument(
+        "--suite",
+        required=True,
+        help="suite names, YAML paths, comma-separated lists of either, or 'all'",
+    )
+    run.add_argument(
+        "--models",
+        default="base",
+        help="comma-separated names from models.yaml, folders or hub ids (default: base)",
+    )
+    run.add_argument("--out", type=Path, help="run folder (default: reports/runs/<timestamp>)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--batch-size", type=_batch_size, default=None, metavar="N|auto")
+    run.add_argument(
+        "--max-new-tokens", type=_positive, default=None, help="override every question's limit"
+    )
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    run.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    run.add_argument(
+        "--limit", type=_positive, default=None, help="only the first N questions of each suite"
+    )
+    run.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow model code from the checkpoint folder (off by default)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    suites = sub.add_parser("suites", help="list the suites with question counts")
+    suites.set_defaults(func=cmd_suites)
+
+    validate = sub.add_parser("validate", help="check suite files; exit 2 on any problem")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(func=cmd_validate)
+
+    models = sub.add_parser("models", help="list the models in models.yaml")
+    models.set_defaults(func=cmd_models)
+
+    score = sub.add_parser("score", help="re-score a run folder without generating")
+    score.add_argument("run_dir", metavar="RUN_DIR")
+    score.set_defaults(func=cmd_score)
+
+    base = sub.add_parser("build-base", help="rebuild the embedded base model (~2 min on CPU)")
+    base.add_argument("--out", default="models/base")
+    base.add_argument("--seed", type=int, default=0)
+    base.add_argument("--steps", type=_positive, default=3000)
+    base.add_argument("--docs", type=_positive, default=4000)
+    base.add_argument("--device", default="cpu", help="cpu or cuda (training only)")
+    base.set_defaults(func=cmd_build_base)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        code = args.func(args)
+    except HarnessError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}" if not exc.problems else str(exc), file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

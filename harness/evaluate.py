@@ -1,0 +1,258 @@
+"""`harness run`: suites × models → a run folder (run.json, samples.jsonl, summary.json).
+
+The one place that wires the stages together: load a model, render its prompts, decode batch
+by batch, score each sample as its batch lands, append, and summarise at the end. A rerun with
+`resume=True` skips what samples.jsonl already holds, after checking that the suites, models and
+decode settings are the ones the run started with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .chat import render
+from .errors import InputError
+from .models import LoadedModel, ModelSpec, load
+from .results import RunFolder, key_of
+from .runner import Generation, Request, generate
+from .scoring import score
+from .suites import Question, Suite, load_suite
+from .summarize import summarize
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    batch_size: int | None = None  # None: auto
+    max_new_tokens: int | None = None  # None: each question's own
+    device: str = "auto"
+    dtype: str = "auto"
+    limit: int | None = None  # first N questions of each suite
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": "greedy",
+            "batch_size": self.batch_size or "auto",
+            "max_new_tokens": self.max_new_tokens or "per question",
+            "device": self.device,
+            "dtype": self.dtype,
+            "limit": self.limit,
+            "enable_thinking": False,
+        }
+
+
+def versions() -> dict[str, str]:
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "harness": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
+
+
+def host() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"platform": platform.platform(), "cpus": _cpu_count()}
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def make_record(model: str, suite: Suite, q: Question, prompt: str, gen: Generation) -> dict:
+    """One line of samples.jsonl: the question, what the model said, and how it scored."""
+    result, repetition = score(q.scorers, gen.output, q.answer, gen.finish_reason)
+    return {
+        "model": model,
+        "suite": suite.name,
+        "id": q.id,
+        "question": q.prompt,
+        "system": q.system,
+        "prompt": prompt,
+        "answer": q.answer,
+        "tags": list(q.tags),
+        "output": gen.output,
+        "finish_reason": gen.finish_reason,
+        "new_tokens": gen.new_tokens,
+        "prompt_tokens": gen.prompt_tokens,
+        "correct": bool(result.correct) and gen.error is None,
+        "score": result.value if gen.error is None else 0.0,
+        "scorer": [s.to_dict() for s in q.scorers],
+        "detail": result.detail,
+        "repetition": repetition.to_dict(),
+        "error": gen.error,
+    }
+
+
+def _guard(run: dict[str, Any], key: str, expected: Any, what: str) -> None:
+    if run.get(key) != expected:
+        raise InputError(
+            f"cannot resume {what}: this run was started with {key} = {run.get(key)!r}, "
+            f"now {expected!r}; start a new run (another --out) instead of mixing results"
+        )
+
+
+def _start(folder: RunFolder, suites: list[Suite], settings: DecodeSettings, resume: bool) -> dict:
+    suites_info = {
+        s.name: {"path": s.path, "hash": s.hash, "questions": len(s.questions)} for s in suites
+    }
+    if folder.exists():
+        if not resume:
+            raise InputError(
+                f"{folder.path} already holds a run; pass --resume to continue it, or choose "
+                "another --out"
+            )
+        run = folder.read_run()
+        _guard(run, "suites", suites_info, f"{folder.path} (the suites changed)")
+        _guard(run, "decode", settings.to_dict(), f"{folder.path} (the decode settings changed)")
+        removed = folder.repair()
+        run.setdefault("events", []).append(
+            {"time": _now(), "event": "resumed", "torn_bytes_dropped": removed}
+        )
+    else:
+        run = {
+            "harness_version": __version__,
+            "created": _now(),
+            "status": "running",
+            "command": " ".join(["harness", *sys.argv[1:]]),
+            "versions": versions(),
+            "host": host(),
+            "decode": settings.to_dict(),
+            "suites": suites_info,
+            "models": {},
+            "events": [],
+        }
+    run["status"] = "running"
+    folder.write_run(run)
+    return run
+
+
+def evaluate(
+    suites: list[Suite],
+    models: list[ModelSpec],
+    out: Path,
+    settings: DecodeSettings = DecodeSettings(),
+    *,
+    resume: bool = False,
+    trust_remote_code: bool = False,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every model over every suite into `out`; returns the summary."""
+    folder = RunFolder(out)
+    run = _start(folder, suites, settings, resume)
+    done = {key_of(r) for r in folder.read_samples()}
+    for spec in models:
+        log(f"loading {spec.name} ({spec.source}: {spec.location})")
+        lm = load(
+            spec, device=settings.device, dtype=settings.dtype, trust_remote_code=trust_remote_code
+        )
+        described = lm.describe()
+        if spec.name in run["models"]:
+            _guard(
+                {"fingerprint": run["models"][spec.name]["fingerprint"]},
+                "fingerprint",
+                described["fingerprint"],
+                f"model '{spec.name}' (its weights or tokenizer changed)",
+            )
+        run["models"][spec.name] = described
+        folder.write_run(run)
+        for suite in suites:
+            _run_suite(lm, suite, folder, settings, done, log, progress)
+        del lm
+        gc.collect()
+    records = folder.read_samples()
+    summary = summarize(records)
+    summary["run"] = str(folder.path)
+    folder.write_summary(summary)
+    run["status"] = "complete"
+    run["finished"] = _now()
+    folder.write_run(run)
+    return summary
+
+
+def _run_suite(
+    lm: LoadedModel,
+    suite: Suite,
+    folder: RunFolder,
+    settings: DecodeSettings,
+    done: set[tuple[str, str, str]],
+    log: Callable[[str], None],
+    progress: bool,
+) -> None:
+    questions = suite.questions[: settings.limit] if settings.limit else suite.questions
+    by_id = {q.id: q for q in questions}
+    prompts = {q.id: render(lm.tokenizer, q.prompt, q.system) for q in questions}
+    requests = [
+        Request(q.id, prompts[q.id], settings.max_new_tokens or q.max_new_tokens) for q in questions
+    ]
+    skip = {qid for (m, s, qid) in done if m == lm.spec.name and s == suite.name}
+    todo = len([r for r in requests if r.id not in skip])
+    if not todo:
+        log(f"  {suite.name}: all {len(requests)} samples already done")
+        return
+    bar = _bar(todo, f"{lm.spec.name}/{suite.name}", progress)
+    for batch in generate(
+        lm, requests, batch_size=settings.batch_size, skip=skip, progress=bar.update
+    ):
+        records = [make_record(lm.spec.name, suite, by_id[g.id], prompts[g.id], g) for g in batch]
+        folder.append_samples(records)
+        done.update(key_of(r) for r in records)
+    bar.close()
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False)
+
+
+def rescore(out: Path) -> dict[str, Any]:
+    """Score samples.jsonl again with the suites' current scorers, without generating."""
+    folder = RunFolder(out)
+    run = folder.read_run()
+    suites = {name: load_suite(Path(info["path"])) for name, info in run["suites"].items()}
+    records = []
+    for r in folder.read_samples():
+        suite = suites[r["suite"]]
+        q = next((q for q in suite.questions if q.id == r["id"]), None)
+        if q is None:
+            raise InputError(f"{suite.path}: question '{r['id']}' of {out} is gone from the suite")
+        if q.prompt != r["question"]:
+            raise InputError(f"{suite.path}: question '{q.id}' has a new prompt; run it again")
+        gen = Generation(
+            r["id"],
+            r["output"],
+            r["finish_reason"],
+            r["new_tokens"],
+            r.get("prompt_tokens", 0),
+            r.get("error"),
+        )
+        records.append(make_record(r["model"], suite, q, r["prompt"], gen))
+    folder.rewrite_samples(records)
+    summary = summarize(records)
+    summary["run"] = str(folder.path)
+    folder.write_summary(summary)
+    return summary

@@ -1,0 +1,135 @@
+"""The run folder: append-only samples.jsonl, atomically written run.json and summary.json.
+
+samples.jsonl is appended one batch per write and flushed to disk, so a killed run leaves at
+worst one half-written last line, which `read_samples` drops (and `repair` cuts off) before a
+resume redoes it. JSON files are written to a temporary name and renamed, so a folder never
+claims to be complete when it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+RUN_JSON = "run.json"
+SAMPLES = "samples.jsonl"
+SUMMARY = "summary.json"
+
+SampleKey = tuple[str, str, str]  # (model, suite, question id)
+
+
+def key_of(record: dict[str, Any]) -> SampleKey:
+    return (record["model"], record["suite"], record["id"])
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+
+
+class RunFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / RUN_JSON
+
+    @property
+    def samples(self) -> Path:
+        return self.path / SAMPLES
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY
+
+    def exists(self) -> bool:
+        return self.run_json.exists() or self.samples.exists()
+
+    def read_run(self) -> dict[str, Any]:
+        return read_json(self.run_json)
+
+    def write_run(self, data: dict[str, Any]) -> None:
+        write_json_atomic(self.run_json, data)
+
+    def write_summary(self, data: dict[str, Any]) -> None:
+        write_json_atomic(self.summary, data)
+
+    def read_samples(self) -> list[dict[str, Any]]:
+        """Every complete record; a torn last line (a killed write) is left out."""
+        if not self.samples.exists():
+            return []
+        records = []
+        lines = self.samples.read_bytes().split(b"\n")
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            last = number == len(lines)  # no newline after it: the write did not finish
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                if last:
+                    break
+                raise InputError(f"{self.samples}:{number}: not valid JSON ({exc.msg})") from None
+            if last:
+                break
+            records.append(record)
+        return records
+
+    def repair(self) -> int:
+        """Cut a torn last line off samples.jsonl; returns the bytes removed."""
+        if not self.samples.exists():
+            return 0
+        data = self.samples.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        if keep == len(data):
+            return 0
+        with self.samples.open("r+b") as fh:
+            fh.truncate(keep)
+        return len(data) - keep
+
+    def append_samples(self, records: Iterable[dict[str, Any]]) -> None:
+        """One write per batch, flushed and synced, so a kill tears at most the last line."""
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        if not text:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self.samples.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def rewrite_samples(self, records: Iterable[dict[str, Any]]) -> None:
+        """Replace samples.jsonl whole (re-scoring), atomically."""
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".samples.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.samples)

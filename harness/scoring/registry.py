@@ -1,0 +1,112 @@
+"""The scorer registry: a scorer is one small function, registered with `@scorer`.
+
+Its keyword-only parameters (with type hints and defaults) are the options a suite may set, so
+validation, documentation and the call all come from the signature: adding a scorer is one
+function in one place.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .repetition import Repetition
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a scorer sees of one sample."""
+
+    output: str
+    answer: Any
+    finish_reason: str
+    repetition: Repetition
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """A scorer named in a suite, with its options (already validated against the signature)."""
+
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **self.params}
+
+
+@dataclass(frozen=True)
+class Score:
+    correct: bool
+    value: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    name: str
+    fn: Callable[..., Score]
+    params: dict[str, tuple[Any, Any]]  # name -> (type, default or REQUIRED)
+    needs_answer: bool
+    answer_type: Any
+    doc: str
+
+    def __call__(self, candidate: Candidate, **params: Any) -> Score:
+        return self.fn(candidate, **params)
+
+
+SCORERS: dict[str, ScorerInfo] = {}
+
+
+def scorer(
+    name: str, *, needs_answer: bool = False, answer_type: Any = None
+) -> Callable[[Callable[..., Score]], Callable[..., Score]]:
+    """Register `fn(candidate, *, option=default, ...) -> Score` under `name`."""
+
+    def register(fn: Callable[..., Score]) -> Callable[..., Score]:
+        hints = typing.get_type_hints(fn)
+        params = {
+            p.name: (hints.get(p.name, Any), REQUIRED if p.default is p.empty else p.default)
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is p.KEYWORD_ONLY
+        }
+        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        SCORERS[name] = ScorerInfo(name, fn, params, needs_answer, answer_type, doc)
+        return fn
+
+    return register
+
+
+def type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (list, tuple):
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return f"a list of {type_name(inner)}s"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(type_name(t) for t in typing.get_args(tp))
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
+
+
+def matches_type(value: Any, tp: Any) -> bool:
+    """A small structural type check for scorer options and answers (YAML gives plain values)."""
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return isinstance(value, list) and all(matches_type(v, inner) for v in value)
+    if origin is not None and typing.get_args(tp):  # a union
+        return any(matches_type(value, t) for t in typing.get_args(tp))
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)

@@ -1,0 +1,346 @@
+"""Question suites: YAML files, validated on load, one message per problem (file, line, field)."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, Problem
+from .paths import display_path, suites_dirs
+from .scoring import SCORERS, ScorerSpec
+from .scoring.registry import REQUIRED, matches_type, type_name
+from .yamlio import MarkedDict, MarkedList, load_yaml
+
+DEFAULT_MAX_NEW_TOKENS = 64
+SUITE_KEYS = {"name", "description", "system", "defaults", "questions"}
+DEFAULT_KEYS = {"max_new_tokens", "scorer", "tags"}
+QUESTION_KEYS = {"id", "prompt", "answer", "scorer", "tags", "max_new_tokens", "system", "notes"}
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    prompt: str
+    answer: Any
+    scorers: tuple[ScorerSpec, ...]
+    tags: tuple[str, ...]
+    max_new_tokens: int
+    system: str | None
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the question's outcome; tags and notes are left out of the suite hash."""
+        return {
+            "id": self.id,
+            "prompt": self.prompt,
+            "answer": self.answer,
+            "scorer": [s.to_dict() for s in self.scorers],
+            "max_new_tokens": self.max_new_tokens,
+            "system": self.system,
+        }
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    path: str
+    questions: tuple[Question, ...]
+
+    @property
+    def hash(self) -> str:
+        payload = json.dumps([q.identity() for q in self.questions], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def tags(self) -> list[str]:
+        return sorted({t for q in self.questions for t in q.tags})
+
+
+class _Checker:
+    """Collects problems for one file instead of stopping at the first."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def add(self, line: int | None, field: str | None, message: str) -> None:
+        self.problems.append(Problem(self.file, message, line, field))
+
+    def keys(self, data: MarkedDict, allowed: set[str], where: str) -> None:
+        for key, line in data.duplicate_keys:
+            self.add(line, _join(where, key), "duplicate key (YAML would keep only the last)")
+        for key in data:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                fix = (
+                    f"; did you mean '{hint[0]}'?"
+                    if hint
+                    else f"; allowed: {', '.join(sorted(allowed))}"
+                )
+                self.add(data.line_of(key), _join(where, key), f"unknown key{fix}")
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _scorer_specs(
+    chk: _Checker, raw: Any, line: int | None, where: str
+) -> tuple[ScorerSpec, ...] | None:
+    """A scorer: a name, a mapping {type: name, option: ...}, or a list of them (all must pass)."""
+    items = list(raw) if isinstance(raw, list) else [raw]
+    if not items:
+        chk.add(line, where, "an empty scorer list; give at least one scorer")
+        return None
+    specs = []
+    for i, item in enumerate(items):
+        here = f"{where}[{i}]" if isinstance(raw, list) else where
+        item_line = raw.line_of(i) if isinstance(raw, MarkedList) else line
+        if isinstance(item, str):
+            name, params, pline = item, {}, item_line
+        elif isinstance(item, dict):
+            if "type" not in item:
+                chk.add(item_line, here, "a scorer mapping needs 'type' (e.g. {type: numeric})")
+                continue
+            name, params = item["type"], {k: v for k, v in item.items() if k != "type"}
+            pline = item.line_of("type") if isinstance(item, MarkedDict) else item_line
+        else:
+            chk.add(item_line, here, f"expected a scorer name or mapping, got {item!r}")
+            continue
+        info = SCORERS.get(name) if isinstance(name, str) else None
+        if info is None:
+            hint = difflib.get_close_matches(str(name), sorted(SCORERS), n=1)
+            fix = f"did you mean '{hint[0]}'?" if hint else f"known: {', '.join(sorted(SCORERS))}"
+            chk.add(pline, f"{here}.type", f"unknown scorer '{name}'; {fix}")
+            continue
+        ok = True
+        for key, value in params.items():
+            kline = item.line_of(key) if isinstance(item, MarkedDict) else pline
+            if key not in info.params:
+                known = ", ".join(info.params) or "none"
+                chk.add(
+                    kline, f"{here}.{key}", f"unknown option for scorer '{name}' (options: {known})"
+                )
+                ok = False
+            elif not matches_type(value, info.params[key][0]):
+                want = type_name(info.params[key][0])
+                chk.add(kline, f"{here}.{key}", f"expected {want}, got {value!r}")
+                ok = False
+        for key, (_, default) in info.params.items():
+            if default is REQUIRED and key not in params:
+                chk.add(pline, f"{here}.{key}", f"scorer '{name}' needs option '{key}'")
+                ok = False
+        if ok:
+            specs.append(ScorerSpec(name, dict(params)))
+    return tuple(specs) if len(specs) == len(items) else None
+
+
+def _positive_int(chk: _Checker, value: Any, line: int | None, where: str) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    chk.add(line, where, f"expected a positive integer, got {value!r}")
+    return None
+
+
+def _tags(chk: _Checker, value: Any, line: int | None, where: str) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return tuple(value)
+    chk.add(line, where, f"expected a list of strings, got {value!r}")
+    return ()
+
+
+def _question(
+    chk: _Checker, raw: Any, line: int | None, where: str, defaults: dict[str, Any]
+) -> Question | None:
+    if not isinstance(raw, MarkedDict):
+        chk.add(line, where, f"expected a mapping with id and prompt, got {raw!r}")
+        return None
+    chk.keys(raw, QUESTION_KEYS, where)
+    n_before = len(chk.problems)
+    qid = raw.get("id")
+    if qid is None:
+        chk.add(raw.line, f"{where}.id", "missing; every question needs a unique id")
+    elif not isinstance(qid, str | int) or isinstance(qid, bool) or str(qid).strip() == "":
+        chk.add(raw.line_of("id"), f"{where}.id", f"expected a non-empty string, got {qid!r}")
+    prompt = raw.get("prompt")
+    if prompt is None:
+        chk.add(raw.line, f"{where}.prompt", "missing; the question the model is asked")
+    elif not isinstance(prompt, str) or not prompt.strip():
+        chk.add(
+            raw.line_of("prompt"), f"{where}.prompt", f"expected a non-empty string, got {prompt!r}"
+        )
+    system = raw.get("system", defaults.get("system"))
+    if system is not None and not isinstance(system, str):
+        chk.add(raw.line_of("system"), f"{where}.system", f"expected a string, got {system!r}")
+    max_new = defaults["max_new_tokens"]
+    if "max_new_tokens" in raw:
+        max_new = _positive_int(
+            chk, raw["max_new_tokens"], raw.line_of("max_new_tokens"), f"{where}.max_new_tokens"
+        )
+    tags = defaults["tags"] + (
+        _tags(chk, raw["tags"], raw.line_of("tags"), f"{where}.tags") if "tags" in raw else ()
+    )
+    if "scorer" in raw:
+        specs = _scorer_specs(chk, raw["scorer"], raw.line_of("scorer"), f"{where}.scorer")
+    elif defaults["scorer"] is not None:
+        specs = defaults["scorer"]
+    elif defaults["scorer_invalid"]:
+        specs = None  # already reported at defaults.scorer
+    else:
+        chk.add(raw.line, f"{where}.scorer", "missing, and the suite has no defaults.scorer")
+        specs = None
+    answer = raw.get("answer")
+    if isinstance(answer, bool) or not isinstance(answer, str | int | float | list | None):
+        chk.add(
+            raw.line_of("answer"),
+            f"{where}.answer",
+            f"expected a string, number or list, got {answer!r}",
+        )
+    for spec in specs or ():
+        info = SCORERS[spec.type]
+        if not info.needs_answer:
+            continue
+        if answer is None:
+            chk.add(
+                raw.line, f"{where}.answer", f"missing; scorer '{spec.type}' compares against it"
+            )
+        elif not matches_type(answer, info.answer_type):
+            chk.add(
+                raw.line_of("answer"),
+                f"{where}.answer",
+                f"scorer '{spec.type}' needs {type_name(info.answer_type)}, got {answer!r}",
+            )
+    if len(chk.problems) > n_before:
+        return None
+    return Question(str(qid), prompt, answer, specs, tags, max_new, system)
+
+
+def parse_suite(data: Any, file: str) -> Suite:
+    """Validate parsed YAML into a Suite; raises InputError listing every problem."""
+    chk = _Checker(file)
+    if not isinstance(data, MarkedDict):
+        chk.add(getattr(data, "line", 1), None, "a suite is a mapping with 'name' and 'questions'")
+        raise InputError(problems=chk.problems)
+    chk.keys(data, SUITE_KEYS, "")
+    name = data.get("name", Path(file).stem)
+    if not isinstance(name, str) or not name.strip():
+        chk.add(data.line_of("name"), "name", f"expected a non-empty string, got {name!r}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        chk.add(
+            data.line_of("description"), "description", f"expected a string, got {description!r}"
+        )
+    defaults: dict[str, Any] = {
+        "max_new_tokens": DEFAULT_MAX_NEW_TOKENS,
+        "scorer": None,
+        "scorer_invalid": False,
+        "tags": (),
+    }
+    if "system" in data:
+        defaults["system"] = data["system"]
+        if not isinstance(data["system"], str):
+            chk.add(data.line_of("system"), "system", f"expected a string, got {data['system']!r}")
+    raw_defaults = data.get("defaults", MarkedDict())
+    if not isinstance(raw_defaults, MarkedDict):
+        chk.add(data.line_of("defaults"), "defaults", f"expected a mapping, got {raw_defaults!r}")
+    else:
+        chk.keys(raw_defaults, DEFAULT_KEYS, "defaults")
+        if "max_new_tokens" in raw_defaults:
+            value = raw_defaults["max_new_tokens"]
+            line = raw_defaults.line_of("max_new_tokens")
+            checked = _positive_int(chk, value, line, "defaults.max_new_tokens")
+            defaults["max_new_tokens"] = checked or DEFAULT_MAX_NEW_TOKENS
+        if "scorer" in raw_defaults:
+            line = raw_defaults.line_of("scorer")
+            defaults["scorer"] = _scorer_specs(chk, raw_defaults["scorer"], line, "defaults.scorer")
+            defaults["scorer_invalid"] = defaults["scorer"] is None
+        if "tags" in raw_defaults:
+            defaults["tags"] = _tags(
+                chk, raw_defaults["tags"], raw_defaults.line_of("tags"), "defaults.tags"
+            )
+    raw_questions = data.get("questions")
+    questions: list[Question] = []
+    if raw_questions is None:
+        chk.add(data.line, "questions", "missing; a suite needs a list of questions")
+    elif not isinstance(raw_questions, MarkedList) or not raw_questions:
+        chk.add(data.line_of("questions"), "questions", "expected a non-empty list of questions")
+    else:
+        seen: dict[str, int | None] = {}
+        for i, raw in enumerate(raw_questions):
+            q = _question(chk, raw, raw_questions.line_of(i), f"questions[{i}]", defaults)
+            qid = raw.get("id") if isinstance(raw, dict) else None
+            if isinstance(qid, str | int) and not isinstance(qid, bool):
+                if str(qid) in seen:
+                    chk.add(
+                        raw.line_of("id"),
+                        f"questions[{i}].id",
+                        f"duplicate id '{qid}' (first used on line {seen[str(qid)]})",
+                    )
+                    continue
+                seen[str(qid)] = raw.line_of("id")
+            if q is not None:
+                questions.append(q)
+    if chk.problems:
+        raise InputError(problems=chk.problems)
+    return Suite(name, description, file, tuple(questions))
+
+
+def load_suite(path: Path) -> Suite:
+    return parse_suite(load_yaml(path), str(path))
+
+
+def available_suites() -> dict[str, Path]:
+    """Suite names found in ./suites and the project's suites/ (the first wins)."""
+    found: dict[str, Path] = {}
+    for folder in suites_dirs():
+        for path in sorted(folder.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_suites(spec: str) -> list[Path]:
+    """`--suite` values: names, paths, comma-separated lists of either, or `all`."""
+    known = available_suites()
+    paths: list[Path] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if part == "all":
+            paths.extend(known.values())
+        elif part in known:
+            paths.append(known[part])
+        elif Path(part).is_file():
+            paths.append(Path(part))
+        else:
+            hint = difflib.get_close_matches(part, sorted(known), n=1)
+            fix = (
+                f"did you mean '{hint[0]}'?"
+                if hint
+                else f"known suites: {', '.join(known) or 'none'}"
+            )
+            raise InputError(f"--suite: no suite named '{part}' and no such file; {fix}")
+    if not paths:
+        raise InputError("--suite: give at least one suite name, path, or 'all'")
+    return list(dict.fromkeys(display_path(p) for p in paths))
+
+
+def load_suites(spec: str) -> list[Suite]:
+    """Load every suite named by `spec`, reporting the problems of all files at once."""
+    suites, problems = [], []
+    for path in resolve_suites(spec):
+        try:
+            suites.append(load_suite(path))
+        except InputError as exc:
+            problems.extend(exc.problems or [Problem(str(path), str(exc))])
+    if problems:
+        raise InputError(problems=problems)
+    names = [s.name for s in suites]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(
+            f"--suite: two suites share the name {', '.join(dupes)}; names must be unique"
+        )
+    return suites

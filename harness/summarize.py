@@ -1,0 +1,47 @@
+"""Per model × suite (and per tag) aggregates of scored samples: what summary.json holds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from .stats import wilson
+
+
+def _rates(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy counts errors as wrong; stop and repetition rates are over generated samples."""
+    n = len(records)
+    ok = [r for r in records if not r.get("error")]
+    correct = sum(1 for r in ok if r["correct"])
+    lo, hi = wilson(correct, n)
+    gen = len(ok) or 1
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": round(correct / n, 4) if n else 0.0,
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "repetition_rate": round(sum(r["repetition"]["repeated"] for r in ok) / gen, 4),
+        "no_stop_rate": round(sum(r["finish_reason"] == "length" for r in ok) / gen, 4),
+        "mean_new_tokens": round(sum(r["new_tokens"] for r in ok) / gen, 2),
+        "mean_seq_rep_4": round(sum(r["repetition"]["seq_rep_4"] for r in ok) / gen, 4),
+        "errors": n - len(ok),
+    }
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"models": {model: {suite: {n, accuracy, ci95, ..., "by_tag": {tag: {...}}}}}}."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        groups[r["model"]][r["suite"]].append(r)
+    out: dict[str, Any] = {}
+    for model, suites in groups.items():
+        out[model] = {}
+        for suite, rows in suites.items():
+            entry = _rates(rows)
+            by_tag: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for r in rows:
+                for tag in r.get("tags", []):
+                    by_tag[tag].append(r)
+            entry["by_tag"] = {t: _rates(by_tag[t]) for t in sorted(by_tag)}
+            out[model][suite] = entry
+    return {"models": out}

@@ -1,0 +1,70 @@
+"""Plain-text tables of a summary for the terminal (tabulate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _acc(entry: dict[str, Any]) -> str:
+    lo, hi = entry["ci95"]
+    return f"{_pct(entry['accuracy'])} [{_pct(lo)}, {_pct(hi)}]"
+
+
+def summary_table(summary: dict[str, Any], fmt: str = "simple") -> str:
+    rows = []
+    for model, suites in summary["models"].items():
+        for suite, e in suites.items():
+            rows.append(
+                [
+                    model,
+                    suite,
+                    e["n"],
+                    _acc(e),
+                    _pct(e["repetition_rate"]),
+                    _pct(e["no_stop_rate"]),
+                    e["mean_new_tokens"],
+                    e["errors"],
+                ]
+            )
+    headers = [
+        "model",
+        "suite",
+        "n",
+        "accuracy [95% CI]",
+        "repetition",
+        "no stop",
+        "mean tokens",
+        "errors",
+    ]
+    return tabulate(rows, headers=headers, tablefmt=fmt)
+
+
+def tag_table(summary: dict[str, Any], fmt: str = "simple") -> str:
+    rows = []
+    for model, suites in summary["models"].items():
+        for suite, e in suites.items():
+            for tag, t in e.get("by_tag", {}).items():
+                rows.append(
+                    [
+                        model,
+                        suite,
+                        tag,
+                        t["n"],
+                        _acc(t),
+                        _pct(t["repetition_rate"]),
+                        _pct(t["no_stop_rate"]),
+                    ]
+                )
+    if not rows:
+        return ""
+    return tabulate(
+        rows,
+        headers=["model", "suite", "tag", "n", "accuracy [95% CI]", "repetition", "no stop"],
+        tablefmt=fmt,
+    )

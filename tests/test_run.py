@@ -1,0 +1,224 @@
+"""End to end: `harness run` on tiny real models, resumes, and refuses to mix runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.cli import main
+from harness.results import RunFolder
+
+SUITE = """name: mini
+defaults:
+  max_new_tokens: 12
+  scorer: numeric
+questions:
+""" + "".join(
+    f"  - {{id: q{i}, prompt: 'What is {i} + {i % 4}?', answer: {i + i % 4}, "
+    f"tags: [{'small' if i < 5 else 'big'}]}}\n"
+    for i in range(10)
+)
+
+
+def run_cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code
+
+
+def outputs(folder):
+    rows = RunFolder(folder).read_samples()
+    return sorted((r["model"], r["suite"], r["id"], r["output"], r["finish_reason"]) for r in rows)
+
+
+@pytest.fixture
+def suite_file(write):
+    return write("mini.yaml", SUITE)
+
+
+def test_run_writes_the_three_files(suite_file, chat_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = run_cli(
+        "run",
+        "--suite",
+        str(suite_file),
+        "--models",
+        str(chat_model_dir),
+        "--out",
+        str(out),
+        "--quiet",
+        "--batch-size",
+        "4",
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "accuracy [95% CI]" in printed and "mini" in printed
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete"
+    assert run["suites"]["mini"]["questions"] == 10 and len(run["suites"]["mini"]["hash"]) == 16
+    model = run["models"][str(chat_model_dir)]
+    assert model["fingerprint"].startswith("sha256:") and model["class"] == "Qwen3ForCausalLM"
+    assert run["decode"]["strategy"] == "greedy" and run["versions"]["transformers"]
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 10
+    for r in rows:
+        assert {
+            "model",
+            "suite",
+            "id",
+            "question",
+            "prompt",
+            "output",
+            "finish_reason",
+            "new_tokens",
+            "correct",
+            "score",
+            "detail",
+            "repetition",
+        } <= r.keys()
+        assert r["prompt"].startswith("<|im_start|>user\n" + r["question"])
+        assert r["finish_reason"] == "eos"  # the chat-trained model stops
+        assert r["correct"] == (r["detail"]["extracted"] == r["answer"])
+    summary = json.loads((out / "summary.json").read_text())
+    entry = summary["models"][str(chat_model_dir)]["mini"]
+    assert entry["n"] == 10 and entry["no_stop_rate"] == 0.0
+    assert entry["accuracy"] == sum(r["correct"] for r in rows) / 10
+    lo, hi = entry["ci95"]
+    assert lo <= entry["accuracy"] <= hi
+    assert set(entry["by_tag"]) == {"small", "big"} and entry["by_tag"]["small"]["n"] == 5
+
+
+def test_two_runs_give_identical_samples(suite_file, random_model_dir, tmp_path):
+    for name in ("a", "b"):
+        assert (
+            run_cli(
+                "run",
+                "--suite",
+                str(suite_file),
+                "--models",
+                str(random_model_dir),
+                "--out",
+                str(tmp_path / name),
+                "--quiet",
+            )
+            == 0
+        )
+    a = (tmp_path / "a/samples.jsonl").read_text()
+    assert a == (tmp_path / "b/samples.jsonl").read_text()
+
+
+def test_resume_after_a_torn_write_equals_a_full_run(suite_file, random_model_dir, tmp_path):
+    args = [
+        "--suite",
+        str(suite_file),
+        "--models",
+        str(random_model_dir),
+        "--quiet",
+        "--batch-size",
+        "3",
+    ]
+    full = tmp_path / "full"
+    assert run_cli("run", *args, "--out", str(full)) == 0
+    lines = (full / "samples.jsonl").read_text().splitlines(keepends=True)
+    for keep in (0, 2, 4, 7):
+        part = tmp_path / f"part{keep}"
+        part.mkdir()
+        run = json.loads((full / "run.json").read_text())
+        run["status"] = "running"
+        (part / "run.json").write_text(json.dumps(run))
+        torn = lines[keep][: len(lines[keep]) // 2]  # killed in the middle of a write
+        (part / "samples.jsonl").write_text("".join(lines[:keep]) + torn)
+        assert run_cli("run", *args, "--out", str(part), "--resume") == 0
+        assert outputs(part) == outputs(full)
+        assert len((part / "samples.jsonl").read_text().splitlines()) == 10
+        assert json.loads((part / "run.json").read_text())["status"] == "complete"
+
+
+def test_existing_folder_and_changed_inputs_are_refused(
+    suite_file, random_model_dir, tmp_path, capsys, write
+):
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--suite",
+        str(suite_file),
+        "--models",
+        str(random_model_dir),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert run_cli(*args) == 0
+    assert run_cli(*args) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert run_cli(*args, "--resume", "--max-new-tokens", "5") == 2
+    assert "decode settings changed" in capsys.readouterr().err
+    suite_file.write_text(SUITE.replace("answer: 2,", "answer: 99,"))
+    assert run_cli(*args, "--resume") == 2
+    assert "suites changed" in capsys.readouterr().err
+
+
+def test_sigkill_then_resume(suite_file, random_model_dir, tmp_path):
+    """A real kill: SIGKILL once samples start landing, then resume to the uninterrupted result."""
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--suite",
+        str(suite_file),
+        "--models",
+        str(random_model_dir),
+        "--quiet",
+        "--batch-size",
+        "1",
+    ]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([*args, "--out", str(full)], check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    samples = killed / "samples.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not samples.exists() or samples.read_text().count("\n") < 3):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = samples.read_text().count("\n")
+    assert 3 <= done < 10, "the kill should land mid-run"
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    subprocess.run([*args, "--out", str(killed), "--resume"], check=True, capture_output=True)
+    assert outputs(killed) == outputs(full)
+
+
+def test_limit_and_bad_values(suite_file, random_model_dir, tmp_path, capsys):
+    out = tmp_path / "lim"
+    assert (
+        run_cli(
+            "run",
+            "--suite",
+            str(suite_file),
+            "--models",
+            str(random_model_dir),
+            "--out",
+            str(out),
+            "--quiet",
+            "--limit",
+            "3",
+        )
+        == 0
+    )
+    assert len(RunFolder(out).read_samples()) == 3
+    assert run_cli("run", "--suite", "nope", "--models", "base", "--quiet") == 2
+    assert "no suite named 'nope'" in capsys.readouterr().err
+    assert run_cli("run", "--suite", str(suite_file), "--models", "no-such-model") == 2
+    assert "not in models.yaml" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--suite", "math", "--batch-size", "0"])
+    assert info.value.code == 2
