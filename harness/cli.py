@@ -145,6 +145,126 @@ def cmd_build_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sft_overrides(args: argparse.Namespace) -> dict:
+    return {
+        "learning_rate": args.lr,
+        "epochs": args.epochs,
+        "batch_size": args.train_batch_size,
+        "grad_accum": args.grad_accum,
+        "max_length": args.max_length,
+        "seed": args.seed,
+    }
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from .models import resolve_many
+    from .sft.stage import run_sft
+    from .suites import load_suites
+
+    (spec,) = resolve_many(args.model)
+    out = Path(args.out or Path("models") / args.name)
+    info = run_sft(
+        spec,
+        args.data,
+        out,
+        suites=load_suites(args.suites),
+        name=args.name,
+        config=args.config,
+        overrides=_sft_overrides(args),
+        allow_overlap=args.allow_overlap,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(
+        f"trained {args.name}: {info['steps']} steps, final loss {info['final_loss']}, "
+        f"{info['seconds']} s -> {display_path(out)}/ (sft.json)"
+    )
+    if "registered" in info:
+        print(f"registered in {info['registered']}; evaluate with --models {spec.name},{args.name}")
+    return 0
+
+
+def cmd_overlap(args: argparse.Namespace) -> int:
+    from .sft.stage import check_overlap, describe_overlaps
+    from .suites import load_suites
+
+    overlaps = check_overlap(args.data, load_suites(",".join(args.suites)))
+    if not overlaps:
+        print(f"{args.data}: no overlap with {', '.join(args.suites)}")
+        return 0
+    print(f"{args.data}: {len(overlaps)} overlap(s) with the suites")
+    print(describe_overlaps(overlaps))
+    return 1
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .sft import generate
+    from .suites import load_suites
+
+    if args.kind == "arithmetic":
+        prompts = [q.prompt for s in load_suites("all") for q in s.questions]
+        rows = generate.arithmetic(args.n, args.seed, exclude=prompts)
+    else:
+        rows = generate.general()
+    out = Path(args.out or f"data/sft/{args.kind}.jsonl")
+    generate.write_jsonl(rows, out)
+    print(f"wrote {len(rows)} rows to {display_path(out)}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from .evaluate import DecodeSettings
+    from .models import resolve_many
+    from .pipeline import pipeline
+    from .suites import load_suites
+
+    (spec,) = resolve_many(args.base)
+    out = Path(args.out or Path("reports/pipelines") / args.name)
+    settings = DecodeSettings(batch_size=args.batch_size, device=args.device, limit=args.limit)
+    result = pipeline(
+        spec,
+        args.data,
+        load_suites(args.suite),
+        out,
+        name=args.name,
+        settings=settings,
+        sft_overrides=_sft_overrides(args),
+        config=args.config,
+        allow_overlap=args.allow_overlap,
+        progress=not args.quiet,
+    )
+    from .tables import paired_table, summary_table
+
+    print()
+    print(summary_table(result["summary"]))
+    print()
+    print(paired_table(result["comparison"]))
+    print(f"\nwrote {display_path(out)}/ (run/, model/, comparison.md)")
+    return 0
+
+
+def _add_training_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        required=True,
+        help="chat or prompt/completion JSONL, or a datasets folder; comma-separate several",
+    )
+    p.add_argument("--config", type=Path, help="YAML file of training settings")
+    p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="train even if the data contains suite questions",
+    )
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--train-batch-size", type=_positive, default=None)
+    p.add_argument("--grad-accum", type=_positive, default=None)
+    p.add_argument("--max-length", type=_positive, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="Measure what supervised fine-tuning did to a model."
@@ -195,6 +315,36 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="re-score a run folder without generating")
     score.add_argument("run_dir", metavar="RUN_DIR")
     score.set_defaults(func=cmd_score)
+
+    sft = sub.add_parser("sft", help="fine-tune a model with TRL (assistant-only loss)")
+    sft.add_argument("--model", default="base", help="name from models.yaml, folder or hub id")
+    sft.add_argument("--name", default="sft", help="registry name of the result (default: sft)")
+    sft.add_argument("--out", help="output folder (default: models/NAME)")
+    sft.add_argument("--suites", default="all", help="suites the contamination check compares with")
+    _add_training_flags(sft)
+    sft.set_defaults(func=cmd_sft)
+
+    pipe = sub.add_parser("pipeline", help="evaluate the base, fine-tune, evaluate again, compare")
+    pipe.add_argument("--base", default="base")
+    pipe.add_argument("--suite", default="all")
+    pipe.add_argument("--name", default="pipeline-sft", help="name of the tuned model in the run")
+    pipe.add_argument("--out", help="pipeline folder (default: reports/pipelines/NAME)")
+    pipe.add_argument("--batch-size", type=_batch_size, default=None, metavar="N|auto")
+    pipe.add_argument("--limit", type=_positive, default=None)
+    _add_training_flags(pipe)
+    pipe.set_defaults(func=cmd_pipeline)
+
+    overlap = sub.add_parser("overlap", help="report training rows that contain suite questions")
+    overlap.add_argument("data", metavar="DATA")
+    overlap.add_argument("suites", nargs="+", metavar="SUITE")
+    overlap.set_defaults(func=cmd_overlap)
+
+    data = sub.add_parser("data", help="write the project's own training data")
+    data.add_argument("kind", choices=["arithmetic", "general"])
+    data.add_argument("--n", type=_positive, default=6000, help="rows (arithmetic)")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--out", help="default: data/sft/KIND.jsonl")
+    data.set_defaults(func=cmd_data)
 
     base = sub.add_parser("build-base", help="rebuild the embedded base model (~2 min on CPU)")
     base.add_argument("--out", default="models/base")

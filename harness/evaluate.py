@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import platform
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .chat import render
+from .env import host, versions
 from .errors import InputError
 from .models import LoadedModel, ModelSpec, load
 from .results import RunFolder, key_of
@@ -46,35 +46,6 @@ class DecodeSettings:
             "limit": self.limit,
             "enable_thinking": False,
         }
-
-
-def versions() -> dict[str, str]:
-    import tokenizers
-    import torch
-    import transformers
-
-    return {
-        "harness": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-    }
-
-
-def host() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {"platform": platform.platform(), "cpus": _cpu_count()}
-    if torch.cuda.is_available():
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _now() -> str:

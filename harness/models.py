@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -351,3 +352,27 @@ def load(
     return LoadedModel(
         spec, model, tokenizer, chat, folder, fingerprint(folder), dtype, device, info
     )
+
+
+def register(name: str, folder: Path, description: str, registry: Path | None = None) -> Path:
+    """Add `name: {path: folder}` to models.yaml (kept as text, so its comments survive)."""
+    path = registry or models_registry()
+    specs = load_registry(path) if path.exists() else {}
+    if name in specs:
+        existing = specs[name]
+        if existing.source == "path" and Path(existing.location).resolve() == folder.resolve():
+            return path
+        raise InputError(
+            f"{display_path(path)}: '{name}' already names {existing.location}; choose another "
+            "--name, or edit the file"
+        )
+    rel = os.path.relpath(folder.resolve(), path.parent.resolve())
+    text = path.read_text() if path.exists() else "models:\n"
+    if not text.endswith("\n"):
+        text += "\n"
+    text += f"  {name}:\n    path: {rel}\n    description: {json.dumps(description)}\n"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    load_registry(path)  # what was written must read back
+    return path

@@ -52,7 +52,7 @@ def greedy_config(lm: LoadedModel, max_new_tokens: int) -> Any:
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=1,
-        eos_token_id=list(lm.chat.stop_token_ids),
+        eos_token_id=list(lm.chat.stop_token_ids) or None,
         pad_token_id=lm.tokenizer.pad_token_id,
         stop_strings=list(lm.chat.stop_strings) or None,
     )

@@ -68,3 +68,38 @@ def tag_table(summary: dict[str, Any], fmt: str = "simple") -> str:
         headers=["model", "suite", "tag", "n", "accuracy [95% CI]", "repetition", "no stop"],
         tablefmt=fmt,
     )
+
+
+def paired_table(rows: list, fmt: str = "simple") -> str:
+    """Rows of compare.Paired: accuracy a -> b, the change, flips, and McNemar's exact p."""
+    body = [
+        [
+            p.suite,
+            f"{p.a} -> {p.b}",
+            p.n,
+            f"{_pct(p.accuracy_a)} -> {_pct(p.accuracy_b)}",
+            f"{100 * p.difference:+.1f} pts",
+            p.fixed,
+            p.broken,
+            p.both_right,
+            p.both_wrong,
+            f"{p.p_value:.3g}",
+        ]
+        for p in rows
+    ]
+    return tabulate(
+        body,
+        headers=[
+            "suite",
+            "models",
+            "n",
+            "accuracy",
+            "change",
+            "fixed",
+            "broken",
+            "both right",
+            "both wrong",
+            "McNemar p",
+        ],
+        tablefmt=fmt,
+    )

@@ -1,0 +1,66 @@
+"""`harness pipeline`: the tutorial as one command (evaluate the base, fine-tune, evaluate again).
+
+Each stage leaves a file that marks it done, in one folder (default reports/pipelines/NAME):
+the run folder's samples for the base, model/sft.json for training, the run folder's samples for
+the tuned model. Re-running the same command after a crash continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .compare import paired
+from .evaluate import DecodeSettings, evaluate
+from .models import ModelSpec
+from .results import RunFolder
+from .sft.stage import run_sft
+from .suites import Suite
+from .tables import paired_table, summary_table
+
+
+def pipeline(
+    base: ModelSpec,
+    data: str,
+    suites: list[Suite],
+    out: Path,
+    *,
+    name: str,
+    settings: DecodeSettings | None = None,
+    sft_overrides: dict[str, Any] | None = None,
+    config: Path | None = None,
+    allow_overlap: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    settings = settings or DecodeSettings()
+    run_dir, model_dir = out / "run", out / "model"
+    log(f"[1/3] evaluating {base.name}")
+    evaluate(suites, [base], run_dir, settings, resume=True, log=log, progress=progress)
+    if (model_dir / "sft.json").exists():
+        log(f"[2/3] {model_dir} is already trained (sft.json); skipping")
+    else:
+        log(f"[2/3] fine-tuning {base.name} on {data}")
+        run_sft(
+            base,
+            data,
+            model_dir,
+            suites=suites,
+            config=config,
+            overrides=sft_overrides,
+            allow_overlap=allow_overlap,
+            device=settings.device,
+            progress=progress,
+            log=log,
+        )
+    tuned = ModelSpec(name, "path", str(model_dir), description=f"{base.name} after SFT")
+    log(f"[3/3] evaluating {name}")
+    summary = evaluate(suites, [tuned], run_dir, settings, resume=True, log=log, progress=progress)
+    comparison = paired(RunFolder(run_dir).read_samples(), base.name, name)
+    text = (
+        f"# {base.name} -> {name}\n\n{summary_table(summary, 'github')}\n\n"
+        f"{paired_table(comparison, 'github')}\n"
+    )
+    (out / "comparison.md").write_text(text)
+    return {"summary": summary, "comparison": comparison}

@@ -1,0 +1,1 @@
+"""The SFT stage: training data (load, generate, contamination check) and TRL training."""

@@ -1,0 +1,75 @@
+"""The SFT stage as one call: check the data against the suites, train, save, register."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..models import ModelSpec, load, register
+from ..suites import Suite
+from .data import load_many
+from .overlap import find_overlaps
+from .train import default_settings, settings_from_yaml, train
+
+MAX_LISTED = 15
+
+
+def check_overlap(data_spec: str, suites: list[Suite]) -> list:
+    data = load_many(data_spec)
+    return find_overlaps(data.user_prompts(), suites)
+
+
+def describe_overlaps(overlaps: list) -> str:
+    lines = [
+        f"  {o.row}: {o.kind} match with {o.suite}/{o.question}: {o.text[:70]!r}"
+        for o in overlaps[:MAX_LISTED]
+    ]
+    if len(overlaps) > MAX_LISTED:
+        lines.append(f"  ... and {len(overlaps) - MAX_LISTED} more")
+    return "\n".join(lines)
+
+
+def run_sft(
+    spec: ModelSpec,
+    data_spec: str,
+    out: Path,
+    *,
+    suites: list[Suite],
+    name: str | None = None,
+    config: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    allow_overlap: bool = False,
+    device: str = "auto",
+    registry: Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    data = load_many(data_spec)
+    overlaps = find_overlaps(data.user_prompts(), suites)
+    if overlaps and not allow_overlap:
+        raise InputError(
+            f"--data: {len(overlaps)} training row(s) contain evaluation questions of "
+            f"{', '.join(s.name for s in suites)}; remove them or pass --allow-overlap:\n"
+            + describe_overlaps(overlaps)
+        )
+    if overlaps:
+        log(
+            f"warning: training on {len(overlaps)} row(s) that overlap the suites (--allow-overlap)"
+        )
+    lm = load(spec, device=device, dtype="float32")
+    preset, settings = default_settings(sum(p.numel() for p in lm.model.parameters()))
+    if config:
+        settings = settings_from_yaml(config, settings)
+        preset += f"+{config}"
+    if overrides := {k: v for k, v in (overrides or {}).items() if v is not None}:
+        settings = replace(settings, **overrides)
+        preset += "+flags"
+    info = train(lm, data, out, settings, preset, progress=progress, log=log)
+    info["overlaps_allowed"] = len(overlaps)
+    if name:
+        path = register(name, out, f"{spec.name} fine-tuned on {data_spec}", registry)
+        info["registered"] = f"{path}: {name}"
+    return info

@@ -1,0 +1,226 @@
+"""`harness sft`: supervised fine-tuning with TRL's SFTTrainer, loss on the assistant's tokens only.
+
+Two routes to assistant-only loss, picked from the chat template:
+- the template marks the assistant's text with `{% generation %}` (the embedded model's does):
+  chat rows train with `assistant_only_loss=True`, every assistant turn counted;
+- otherwise rows become conversational prompt/completion pairs (the last assistant turn is the
+  completion) and train with `completion_only_loss=True`.
+Either way the turn-end token is inside the trained span, so the tuned model learns to stop, and
+it is written as eos into the saved generation config.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..env import versions
+from ..errors import InputError, Problem
+from ..models import LoadedModel
+from ..yamlio import MarkedDict, load_yaml
+from .data import SFTData
+
+EMBEDDED_MAX_PARAMS = 10_000_000  # below this, a model gets the fast "embedded" preset
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    learning_rate: float
+    epochs: float
+    batch_size: int
+    grad_accum: int
+    max_length: int
+    warmup_steps: int
+    weight_decay: float = 0.0
+    lr_scheduler: str = "linear"
+    seed: int = 0
+    logging_steps: int = 10
+    save_steps: int = 200
+
+
+# The tutorial's hyper-parameters, for real models.
+TUTORIAL = SFTSettings(
+    learning_rate=8e-5, epochs=1, batch_size=1, grad_accum=8, max_length=1024, warmup_steps=0
+)
+# Fast settings for the embedded 0.5M-parameter model on two CPU cores.
+EMBEDDED = SFTSettings(
+    learning_rate=3e-3,
+    epochs=3,
+    batch_size=32,
+    grad_accum=1,
+    max_length=128,
+    warmup_steps=20,
+    weight_decay=0.01,
+    lr_scheduler="cosine",
+)
+
+
+def default_settings(n_params: int) -> tuple[str, SFTSettings]:
+    return ("embedded", EMBEDDED) if n_params < EMBEDDED_MAX_PARAMS else ("tutorial", TUTORIAL)
+
+
+def settings_from_yaml(path: Path, base: SFTSettings) -> SFTSettings:
+    """A YAML file of SFTSettings fields over `base`; unknown keys and bad types are errors."""
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise InputError(problems=[Problem(str(path), "expected a mapping of settings", 1)])
+    types = {f.name: f.type for f in fields(SFTSettings)}
+    problems, values = [], {}
+    for key, value in data.items():
+        line = data.line_of(key) if isinstance(data, MarkedDict) else None
+        if key not in types:
+            problems.append(
+                Problem(str(path), f"unknown setting (known: {', '.join(types)})", line, str(key))
+            )
+            continue
+        want = {"float": float, "int": int, "str": str}[str(types[key])]
+        ok = isinstance(value, want) or (want is float and isinstance(value, int))
+        if not ok or isinstance(value, bool):
+            problems.append(
+                Problem(str(path), f"expected {want.__name__}, got {value!r}", line, key)
+            )
+            continue
+        values[key] = float(value) if want is float else value
+    if problems:
+        raise InputError(problems=problems)
+    return replace(base, **values)
+
+
+def uses_generation_marks(tokenizer: Any) -> bool:
+    template = tokenizer.chat_template or ""
+    return "generation" in template and "endgeneration" in template
+
+
+def build_dataset(data: SFTData, tokenizer: Any) -> tuple[Any, str]:
+    """A datasets.Dataset in the form TRL masks correctly for this template, and the route."""
+    from datasets import Dataset
+
+    if uses_generation_marks(tokenizer):
+        rows = [{"messages": data.messages(i)} for i in range(len(data))]
+        return Dataset.from_list(rows), "assistant_only_loss"
+    rows = []
+    for i in range(len(data)):
+        msgs = data.messages(i)
+        rows.append({"prompt": msgs[:-1], "completion": msgs[-1:]})
+    return Dataset.from_list(rows), "completion_only_loss"
+
+
+def make_trainer(
+    lm: LoadedModel,
+    data: SFTData,
+    settings: SFTSettings,
+    checkpoints: Path,
+    *,
+    progress: bool = True,
+) -> Any:
+    """An SFTTrainer ready to train `lm.model` on `data` (exposed for tests of the label mask)."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    dataset, route = build_dataset(data, lm.tokenizer)
+    on_gpu = lm.device.startswith("cuda")
+    config = SFTConfig(
+        output_dir=str(checkpoints),
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        max_length=settings.max_length,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        lr_scheduler_type=settings.lr_scheduler,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=1,
+        assistant_only_loss=route == "assistant_only_loss",
+        completion_only_loss=route == "completion_only_loss" or None,
+        # SFTConfig turns both on by default, even on a CPU (DESIGN.md, "Traps").
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        activation_checkpointing=False,
+        use_cpu=not on_gpu,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    return SFTTrainer(
+        model=lm.model, args=config, train_dataset=dataset, processing_class=lm.tokenizer
+    ), route
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return found[-1] if found else None
+
+
+def train(
+    lm: LoadedModel,
+    data: SFTData,
+    out: Path,
+    settings: SFTSettings,
+    preset: str,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Fine-tune, save model + tokenizer + generation config + sft.json into `out`."""
+    from transformers import GenerationConfig
+
+    start = time.time()
+    checkpoints = out / "checkpoints"
+    trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress)
+    resume = _last_checkpoint(checkpoints)
+    if resume:
+        log(f"resuming from {resume}")
+    log(f"training {lm.spec.name} on {len(data)} rows ({route}, preset {preset})")
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    losses = [
+        {"step": h["step"], "loss": round(h["loss"], 4)}
+        for h in trainer.state.log_history
+        if "loss" in h
+    ]
+    model = trainer.model
+    stop_ids = list(lm.chat.stop_token_ids)
+    model.generation_config = GenerationConfig(
+        eos_token_id=stop_ids, pad_token_id=lm.tokenizer.pad_token_id
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    lm.tokenizer.save_pretrained(out)
+    info = {
+        "base_model": lm.spec.name,
+        "base_location": lm.spec.location,
+        "base_fingerprint": lm.fingerprint,
+        "data": data.source,
+        "data_hash": data.hash,
+        "data_rows": len(data),
+        "data_format": data.format,
+        "loss_route": route,
+        "preset": preset,
+        "settings": asdict(settings),
+        "device": lm.device,
+        "train_loss": round(result.training_loss, 4),
+        "final_loss": losses[-1]["loss"] if losses else None,
+        "loss_curve": losses,
+        "steps": trainer.state.global_step,
+        "eos_token_ids": stop_ids,
+        "resumed_from": str(resume) if resume else None,
+        "seconds": round(time.time() - start, 1),
+        "versions": {**versions(), "trl": _trl_version()},
+    }
+    (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return info
+
+
+def _trl_version() -> str:
+    import trl
+
+    return trl.__version__

@@ -1,0 +1,55 @@
+"""The shipped embedded base model: small, loadable offline, and a believable base model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.evaluate import DecodeSettings, evaluate
+from harness.models import load, load_registry
+from harness.suites import load_suites
+
+from .conftest import PROJECT
+
+BASE = PROJECT / "models/base"
+
+
+def test_embedded_model_is_small_and_qwen3():
+    size = sum(p.stat().st_size for p in BASE.iterdir() if p.is_file())
+    assert size < 20 * 1024 * 1024
+    lm = load(load_registry(PROJECT / "models.yaml")["base"], device="cpu")
+    assert type(lm.model).__name__ == "Qwen3ForCausalLM"
+    assert lm.chat.template_source == "tokenizer"
+    assert set(lm.chat.stop_tokens) == {"<|im_end|>", "<|endoftext|>"}
+    build = json.loads((BASE / "build.json").read_text())
+    assert build["parameters"] == sum(p.numel() for p in lm.model.parameters())
+
+
+def test_base_knows_sums_as_plain_text():
+    """Pre-training taught arithmetic as text: completion of 'a + b =' works some of the time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.tiny import plain_text_accuracy
+
+    model = AutoModelForCausalLM.from_pretrained(BASE)
+    acc = plain_text_accuracy(model, AutoTokenizer.from_pretrained(BASE), n=50)
+    assert acc["add"] >= 0.2 and acc["mul"] >= 0.3, acc
+
+
+@pytest.fixture(scope="module")
+def base_math_summary(tmp_path_factory):
+    suites = load_suites("math,repetition")
+    spec = load_registry(PROJECT / "models.yaml")["base"]
+    out = tmp_path_factory.mktemp("base-run")
+    return evaluate(
+        suites, [spec], out, DecodeSettings(limit=40), log=lambda _: None, progress=False
+    )["models"]["base"]
+
+
+def test_base_through_the_chat_template_behaves_like_a_base_model(base_math_summary):
+    """As in the tutorial: low scores on math, and it often fails to stop."""
+    math = base_math_summary["math"]
+    assert math["accuracy"] <= 0.15
+    assert math["no_stop_rate"] >= 0.5
+    assert base_math_summary["repetition"]["accuracy"] <= 0.5
