@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,7 @@ def _run_suite(
         log(f"  {suite.name}: all {len(requests)} samples already done")
         return
     bar = _bar(todo, f"{lm.spec.name}/{suite.name}", progress)
+    start = time.perf_counter()
     for batch in generate(
         lm, requests, batch_size=settings.batch_size, skip=skip, progress=bar.update
     ):
@@ -192,6 +194,7 @@ def _run_suite(
         folder.append_samples(records)
         done.update(key_of(r) for r in records)
     bar.close()
+    log(f"  {suite.name}: {todo} samples in {time.perf_counter() - start:.1f} s")
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

@@ -4,8 +4,9 @@ It exists so that `harness run` works on a fresh machine with no download, and s
 exercise the real loading, templating and decoding code on a real (if tiny) Qwen3 checkpoint.
 It is pre-trained on synthetic plain text (arithmetic facts, short sentences) and never sees the
 chat format, so through its chat template it behaves like a real base model: it rambles and
-rarely stops. Rebuild with `python -m harness.tiny --out models/base` (about two minutes on two
-CPU cores); the build is seeded.
+rarely stops. Rebuild with `harness build-base --out models/base` (3,000 steps: about nine
+minutes on two CPU cores); the build is seeded, and on the same torch build reproduces the
+shipped weights.
 """
 
 from __future__ import annotations

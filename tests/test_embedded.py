@@ -53,3 +53,24 @@ def test_base_through_the_chat_template_behaves_like_a_base_model(base_math_summ
     assert math["accuracy"] <= 0.15
     assert math["no_stop_rate"] >= 0.5
     assert base_math_summary["repetition"]["accuracy"] <= 0.5
+
+
+def test_shipped_sft_was_trained_from_the_shipped_base():
+    from harness.models import fingerprint
+
+    info = json.loads((PROJECT / "models/sft/sft.json").read_text())
+    assert info["base_fingerprint"] == fingerprint(BASE)
+    assert load_registry(PROJECT / "models.yaml")["sft"].location.endswith("models/sft")
+
+
+def test_shipped_sft_answers_in_turn_stops_and_beats_base(tmp_path):
+    """The tutorial's question, measured: SFT teaches the format and stopping; sums improve."""
+    reg = load_registry(PROJECT / "models.yaml")
+    summary = evaluate(load_suites("math"), [reg["base"], reg["sft"]], tmp_path / "run",
+                       log=lambda _: None, progress=False)["models"]
+    base, sft = summary["base"]["math"], summary["sft"]["math"]
+    assert sft["no_stop_rate"] <= 0.05 and base["no_stop_rate"] >= 0.5
+    assert sft["accuracy"] >= base["accuracy"] + 0.3
+    assert sft["repetition_rate"] <= base["repetition_rate"]
+    tags = sft["by_tag"]
+    assert tags["addition"]["accuracy"] > tags["multiplication"]["accuracy"]

@@ -203,15 +203,23 @@ def load_data(path: Path) -> SFTData:
     return _collect(_jsonl_rows(path), str(path))
 
 
+def _weighted(part: str) -> tuple[Path, int]:
+    """`PATH*K` repeats a file's rows K times: oversampling a small set in a mix."""
+    path, _, times = part.rpartition("*") if "*" in part else (part, "", "1")
+    if not times.isdigit() or int(times) < 1:
+        raise InputError(f"--data: '{part}': the repeat count after '*' must be a positive integer")
+    return Path(path.strip()), int(times)
+
+
 def load_many(spec: str) -> SFTData:
-    """`--data` takes one path or several, comma-separated; their rows are concatenated."""
-    parts = [Path(p.strip()) for p in spec.split(",") if p.strip()]
+    """`--data`: one path or several, comma-separated, each maybe `PATH*K`; rows concatenate."""
+    parts = [_weighted(p.strip()) for p in spec.split(",") if p.strip()]
     if not parts:
         raise InputError("--data: give a .jsonl file or a datasets folder")
     loaded, problems = [], []
-    for path in parts:
+    for path, times in parts:
         try:
-            loaded.append(load_data(path))
+            loaded.extend([load_data(path)] * times)
         except InputError as exc:
             problems.extend(exc.problems or [Problem(str(path), str(exc))])
     if problems:

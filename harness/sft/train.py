@@ -122,6 +122,10 @@ def make_trainer(
     import torch
     from trl import SFTConfig, SFTTrainer
 
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()
     dataset, route = build_dataset(data, lm.tokenizer)
     on_gpu = lm.device.startswith("cuda")
     config = SFTConfig(
