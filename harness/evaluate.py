@@ -97,7 +97,9 @@ def _start(folder: RunFolder, suites: list[Suite], settings: DecodeSettings, res
                 "another --out"
             )
         run = folder.read_run()
-        _guard(run, "suites", suites_info, f"{folder.path} (the suites changed)")
+        before = {name: info["hash"] for name, info in run.get("suites", {}).items()}
+        now = {name: info["hash"] for name, info in suites_info.items()}
+        _guard({"suites": before}, "suites", now, f"{folder.path} (the suites changed)")
         _guard(run, "decode", settings.to_dict(), f"{folder.path} (the decode settings changed)")
         removed = folder.repair()
         run.setdefault("events", []).append(

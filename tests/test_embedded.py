@@ -66,8 +66,13 @@ def test_shipped_sft_was_trained_from_the_shipped_base():
 def test_shipped_sft_answers_in_turn_stops_and_beats_base(tmp_path):
     """The tutorial's question, measured: SFT teaches the format and stopping; sums improve."""
     reg = load_registry(PROJECT / "models.yaml")
-    summary = evaluate(load_suites("math"), [reg["base"], reg["sft"]], tmp_path / "run",
-                       log=lambda _: None, progress=False)["models"]
+    summary = evaluate(
+        load_suites("math"),
+        [reg["base"], reg["sft"]],
+        tmp_path / "run",
+        log=lambda _: None,
+        progress=False,
+    )["models"]
     base, sft = summary["base"]["math"], summary["sft"]["math"]
     assert sft["no_stop_rate"] <= 0.05 and base["no_stop_rate"] >= 0.5
     assert sft["accuracy"] >= base["accuracy"] + 0.3

@@ -366,3 +366,46 @@ def test_pipeline_runs_and_resumes(random_model_dir, write, tmp_path, capsys):
     again = capsys.readouterr().out
     assert "already trained" in again and len(RunFolder(out / "run").read_samples()) == 12
     assert yaml.safe_load((out / "model" / "sft.json").read_text())["steps"] == 5
+
+
+@pytest.mark.parametrize("form", ["prompt-completion", "datasets-folder"])
+def test_training_on_other_formats(random_model_dir, write, tmp_path, form):
+    from datasets import Dataset
+
+    if form == "prompt-completion":
+        data = write(
+            "pc.jsonl",
+            jsonl(
+                [
+                    {
+                        "prompt": r["messages"][0]["content"],
+                        "completion": r["messages"][1]["content"],
+                    }
+                    for r in CHAT_ROWS
+                ]
+            ),
+        )
+    else:
+        data = tmp_path / "ds"
+        Dataset.from_list(CHAT_ROWS).save_to_disk(str(data))
+    config = write("fast.yaml", "epochs: 1\nbatch_size: 8\n")
+    out = tmp_path / "o"
+    assert (
+        run_cli(
+            "sft",
+            "--model",
+            str(random_model_dir),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--name",
+            "",
+            "--config",
+            str(config),
+            "--quiet",
+        )
+        == 0
+    )
+    info = json.loads((out / "sft.json").read_text())
+    assert info["steps"] == 5 and info["data_rows"] == 40 and info["final_loss"] is not None

@@ -211,7 +211,7 @@ def train(
         "settings": asdict(settings),
         "device": lm.device,
         "train_loss": round(result.training_loss, 4),
-        "final_loss": losses[-1]["loss"] if losses else None,
+        "final_loss": losses[-1]["loss"] if losses else round(result.training_loss, 4),
         "loss_curve": losses,
         "steps": trainer.state.global_step,
         "eos_token_ids": stop_ids,
