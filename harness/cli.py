@@ -69,7 +69,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if tags:
         print()
         print(tags)
-    print(f"\nwrote {display_path(Path(out))}/ (run.json, samples.jsonl, summary.json)")
+    from .report import write_reports
+
+    write_reports(Path(out))
+    print(
+        f"\nwrote {display_path(Path(out))}/ (run.json, samples.jsonl, summary.json, "
+        "report.html, report.md)"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_reports
+
+    html, md = write_reports(Path(args.run_dir))
+    print(f"wrote {display_path(html)} and {display_path(md)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+    from .tables import paired_table
+
+    result = compare_runs(Path(args.run_a), Path(args.run_b), args.model_a, args.model_b)
+    for note in result["notes"]:
+        print(f"note: {note}")
+    for (a, b), rows in result["pairs"].items():
+        print(f"\n{a} ({args.run_a}) -> {b} ({args.run_b})")
+        print(paired_table(rows))
+        for p in rows:
+            if p.only_a or p.only_b:
+                print(
+                    f"  {p.suite}: only in {args.run_a}: {', '.join(p.only_a) or '-'}; "
+                    f"only in {args.run_b}: {', '.join(p.only_b) or '-'}"
+                )
     return 0
 
 
@@ -311,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the models in models.yaml")
     models.set_defaults(func=cmd_models)
+
+    report = sub.add_parser("report", help="write report.html and report.md for a run folder")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="paired comparison of the same models in two runs")
+    compare.add_argument("run_a", metavar="RUN_A")
+    compare.add_argument("run_b", metavar="RUN_B")
+    compare.add_argument("--model-a", help="model of RUN_A (default: every model in both runs)")
+    compare.add_argument("--model-b", help="model of RUN_B (default: --model-a)")
+    compare.set_defaults(func=cmd_compare)
 
     score = sub.add_parser("score", help="re-score a run folder without generating")
     score.add_argument("run_dir", metavar="RUN_DIR")

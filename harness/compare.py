@@ -1,11 +1,19 @@
-"""Paired comparison of two models on the same questions: what changed, question by question."""
+"""Paired comparison of two models on the same questions: what changed, question by question.
+
+Two models answered the same questions, so their accuracies are not independent samples: the
+evidence is in the questions whose outcome flipped. Each comparison reports the flips (fixed,
+broken), McNemar's exact test on them, and a paired-bootstrap interval of the difference.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .stats import mcnemar_exact
+from .stats import mcnemar_exact, paired_bootstrap
+
+Key = tuple[str, str]  # (suite, question id)
 
 
 @dataclass(frozen=True)
@@ -21,32 +29,40 @@ class Paired:
     both_right: int
     both_wrong: int
     p_value: float  # exact McNemar
-    only_in_one: int  # questions answered by one model only (not compared)
+    ci95: tuple[float, float]  # paired bootstrap interval of accuracy_b - accuracy_a
+    only_a: list[str] = field(default_factory=list)  # question ids only a answered
+    only_b: list[str] = field(default_factory=list)
 
     @property
     def difference(self) -> float:
         return self.accuracy_b - self.accuracy_a
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "difference": self.difference, "ci95": list(self.ci95)}
 
-def paired(records: list[dict[str, Any]], a: str, b: str) -> list[Paired]:
-    """Per suite, model `b` against model `a` on the questions both answered."""
-    by_key: dict[tuple[str, str], dict[str, bool]] = {}
-    for r in records:
-        if r["model"] in (a, b):
-            by_key.setdefault((r["suite"], r["id"]), {})[r["model"]] = bool(r["correct"])
+
+def outcomes(records: list[dict[str, Any]], model: str) -> dict[Key, bool]:
+    return {(r["suite"], r["id"]): bool(r["correct"]) for r in records if r["model"] == model}
+
+
+def paired_outcomes(
+    a: dict[Key, bool], b: dict[Key, bool], name_a: str, name_b: str
+) -> list[Paired]:
+    """Per suite, b against a on the questions both answered; the rest are listed, not dropped."""
     out = []
-    for suite in sorted({s for s, _ in by_key}):
-        pairs = [v for (s, _), v in by_key.items() if s == suite and len(v) == 2]
-        single = sum(1 for (s, _), v in by_key.items() if s == suite and len(v) == 1)
-        fixed = sum(1 for v in pairs if not v[a] and v[b])
-        broken = sum(1 for v in pairs if v[a] and not v[b])
-        right = sum(1 for v in pairs if v[a] and v[b])
-        n = len(pairs)
+    for suite in sorted({s for s, _ in a} | {s for s, _ in b}):
+        keys_a = {k for k in a if k[0] == suite}
+        keys_b = {k for k in b if k[0] == suite}
+        both = sorted(keys_a & keys_b)
+        fixed = sum(1 for k in both if not a[k] and b[k])
+        broken = sum(1 for k in both if a[k] and not b[k])
+        right = sum(1 for k in both if a[k] and b[k])
+        n = len(both)
         out.append(
             Paired(
                 suite,
-                a,
-                b,
+                name_a,
+                name_b,
                 n,
                 accuracy_a=(right + broken) / n if n else 0.0,
                 accuracy_b=(right + fixed) / n if n else 0.0,
@@ -55,7 +71,68 @@ def paired(records: list[dict[str, Any]], a: str, b: str) -> list[Paired]:
                 both_right=right,
                 both_wrong=n - fixed - broken - right,
                 p_value=mcnemar_exact(fixed, broken),
-                only_in_one=single,
+                ci95=paired_bootstrap(fixed, broken, n),
+                only_a=sorted(k[1] for k in keys_a - keys_b),
+                only_b=sorted(k[1] for k in keys_b - keys_a),
             )
         )
     return out
+
+
+def paired(records: list[dict[str, Any]], a: str, b: str) -> list[Paired]:
+    """Model b against model a within one run."""
+    return paired_outcomes(outcomes(records, a), outcomes(records, b), a, b)
+
+
+def model_pairs(models: list[str]) -> list[tuple[str, str]]:
+    """Every pair in run order: (base, sft), (base, other), (sft, other)."""
+    return [(a, b) for i, a in enumerate(models) for b in models[i + 1 :]]
+
+
+def compare_runs(
+    run_a: Path, run_b: Path, model_a: str | None = None, model_b: str | None = None
+) -> dict[str, Any]:
+    """The same comparison across two run folders, matched by suite and question id."""
+    from .errors import InputError
+    from .results import RunFolder
+
+    folders = RunFolder(run_a), RunFolder(run_b)
+    for f in folders:
+        if not f.samples.exists():
+            raise InputError(f"{f.path}: not a run folder (no samples.jsonl)")
+    recs_a, recs_b = (f.read_samples() for f in folders)
+    models_a = list(dict.fromkeys(r["model"] for r in recs_a))
+    models_b = list(dict.fromkeys(r["model"] for r in recs_b))
+    if model_a or model_b:
+        pairs = [(model_a or model_b, model_b or model_a)]
+    elif common := [m for m in models_a if m in models_b]:
+        pairs = [(m, m) for m in common]
+    elif len(models_a) == len(models_b) == 1:
+        pairs = [(models_a[0], models_b[0])]
+    else:
+        raise InputError(
+            f"the runs share no model name ({', '.join(models_a)} vs "
+            f"{', '.join(models_b)}); pick them with --model-a and --model-b"
+        )
+    for a, b in pairs:
+        if a not in models_a:
+            raise InputError(f"{run_a}: no model '{a}' (it has {', '.join(models_a)})")
+        if b not in models_b:
+            raise InputError(f"{run_b}: no model '{b}' (it has {', '.join(models_b)})")
+    notes = []
+    suites_a = folders[0].read_run().get("suites", {}) if folders[0].run_json.exists() else {}
+    suites_b = folders[1].read_run().get("suites", {}) if folders[1].run_json.exists() else {}
+    for name in sorted(set(suites_a) & set(suites_b)):
+        if suites_a[name]["hash"] != suites_b[name]["hash"]:
+            notes.append(
+                f"suite '{name}' changed between the runs "
+                f"({suites_a[name]['hash']} -> {suites_b[name]['hash']}); "
+                "compared on the question ids both have"
+            )
+    return {
+        "pairs": {
+            (a, b): paired_outcomes(outcomes(recs_a, a), outcomes(recs_b, b), a, b)
+            for a, b in pairs
+        },
+        "notes": notes,
+    }

@@ -26,3 +26,24 @@ def mcnemar_exact(fixed: int, broken: int) -> float:
     k = min(fixed, broken)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def paired_bootstrap(
+    fixed: int, broken: int, n: int, *, samples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of accuracy(b) - accuracy(a) from a paired bootstrap.
+
+    Resampling questions with replacement only moves the counts of the three kinds of pair
+    (fixed +1, broken -1, unchanged 0), so the bootstrap draws those counts from a multinomial:
+    the same distribution as index resampling, at a cost independent of n.
+    """
+    if n == 0:
+        return (0.0, 0.0)
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    probs = [fixed / n, broken / n, (n - fixed - broken) / n]
+    draws = rng.multinomial(n, probs, size=samples)
+    diffs = (draws[:, 0] - draws[:, 1]) / n
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return (float(lo), float(hi))

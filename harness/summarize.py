@@ -15,13 +15,17 @@ def _rates(records: list[dict[str, Any]]) -> dict[str, Any]:
     correct = sum(1 for r in ok if r["correct"])
     lo, hi = wilson(correct, n)
     gen = len(ok) or 1
+    repeated = sum(r["repetition"]["repeated"] for r in ok)
+    no_stop = sum(r["finish_reason"] == "length" for r in ok)
     return {
         "n": n,
         "correct": correct,
         "accuracy": round(correct / n, 4) if n else 0.0,
         "ci95": [round(lo, 4), round(hi, 4)],
-        "repetition_rate": round(sum(r["repetition"]["repeated"] for r in ok) / gen, 4),
-        "no_stop_rate": round(sum(r["finish_reason"] == "length" for r in ok) / gen, 4),
+        "repetition_rate": round(repeated / gen, 4),
+        "repetition_ci95": [round(x, 4) for x in wilson(repeated, len(ok))],
+        "no_stop_rate": round(no_stop / gen, 4),
+        "no_stop_ci95": [round(x, 4) for x in wilson(no_stop, len(ok))],
         "mean_new_tokens": round(sum(r["new_tokens"] for r in ok) / gen, 2),
         "mean_seq_rep_4": round(sum(r["repetition"]["seq_rep_4"] for r in ok) / gen, 4),
         "errors": n - len(ok),

@@ -71,14 +71,15 @@ def tag_table(summary: dict[str, Any], fmt: str = "simple") -> str:
 
 
 def paired_table(rows: list, fmt: str = "simple") -> str:
-    """Rows of compare.Paired: accuracy a -> b, the change, flips, and McNemar's exact p."""
+    """Rows of compare.Paired: accuracy a -> b, the change with its paired-bootstrap interval,
+    the flips, and McNemar's exact p."""
     body = [
         [
             p.suite,
             f"{p.a} -> {p.b}",
             p.n,
             f"{_pct(p.accuracy_a)} -> {_pct(p.accuracy_b)}",
-            f"{100 * p.difference:+.1f} pts",
+            f"{100 * p.difference:+.1f} [{100 * p.ci95[0]:+.1f}, {100 * p.ci95[1]:+.1f}]",
             p.fixed,
             p.broken,
             p.both_right,
@@ -87,19 +88,16 @@ def paired_table(rows: list, fmt: str = "simple") -> str:
         ]
         for p in rows
     ]
-    return tabulate(
-        body,
-        headers=[
-            "suite",
-            "models",
-            "n",
-            "accuracy",
-            "change",
-            "fixed",
-            "broken",
-            "both right",
-            "both wrong",
-            "McNemar p",
-        ],
-        tablefmt=fmt,
-    )
+    headers = [
+        "suite",
+        "models",
+        "n",
+        "accuracy",
+        "change, pts [95% CI]",
+        "fixed",
+        "broken",
+        "both right",
+        "both wrong",
+        "McNemar p",
+    ]
+    return tabulate(body, headers=headers, tablefmt=fmt)

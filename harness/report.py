@@ -1,0 +1,212 @@
+"""`harness report RUN_DIR`: report.html (one self-contained file) and report.md (for a PR).
+
+Everything comes from the run folder's files, so a report can be re-rendered without a model.
+Templates live in harness/templates/; the HTML environment autoescapes, so prompts and outputs
+(which may hold `<script>`) always show as text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+from tabulate import tabulate
+
+from .charts import bar_chart, color
+from .compare import model_pairs, paired
+from .results import RunFolder
+from .summarize import summarize
+from .tables import paired_table, summary_table
+
+MAX_OUTPUT_CHARS = 2000  # per cell in the HTML; the full text stays in samples.jsonl
+MD_CELL_CHARS = 80
+MD_CHANGED_ROWS = 10
+
+
+def md_cell(value: Any, limit: int = MD_CELL_CHARS) -> str:
+    """A value safe inside a Markdown table cell: one line, pipes escaped, HTML neutralised."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("`", "\\`")
+
+
+def highlight(output: str, repetition: dict[str, Any]) -> Markup:
+    """The output, escaped, with the looping tail wrapped in <mark>, cut at MAX_OUTPUT_CHARS."""
+    loop = repetition.get("tail_loop")
+    start = loop["start_char"] if loop else len(output)
+    head, tail = output[:start], output[start:]
+    cut = ""
+    if len(output) > MAX_OUTPUT_CHARS:
+        cut = f" … ({len(output) - MAX_OUTPUT_CHARS} more characters in samples.jsonl)"
+        head = head[:MAX_OUTPUT_CHARS]
+        tail = tail[: max(0, MAX_OUTPUT_CHARS - len(head))]
+    marked = Markup(f'<mark title="repeated span">{escape(tail)}</mark>') if tail else Markup("")
+    return escape(head) + marked + escape(cut)
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("harness", "templates"),
+        # report.html.j2 autoescapes; report.md.j2 escapes per cell with the `md` filter
+        autoescape=select_autoescape(["html.j2", "html"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda x: f"{100 * x:.1f}%"
+    env.filters["md"] = md_cell
+    env.filters["short_hash"] = lambda h: str(h).split(":")[-1][:12]
+    return env
+
+
+def context(folder: RunFolder) -> dict[str, Any]:
+    run = folder.read_run()
+    records = folder.read_samples()
+    summary = summarize(records)  # from the samples, so an older summary.json cannot disagree
+    present = {r["model"] for r in records}
+    models = [m for m in run.get("models", {}) if m in present] or sorted(present)
+    suites = [s for s in run.get("suites", {}) if any(r["suite"] == s for r in records)]
+    scores = summary["models"]
+
+    def chart(title: str, rate: str, ci: str) -> Markup:
+        groups = [
+            (s, [(m, scores[m][s][rate], *scores[m][s][ci]) for m in models if s in scores[m]])
+            for s in suites
+        ]
+        return bar_chart(title, groups, models)
+
+    comparisons = [paired(records, a, b) for a, b in model_pairs(models)]
+    by_question: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        row = by_question.setdefault(
+            (r["suite"], r["id"]),
+            {
+                "suite": r["suite"],
+                "id": r["id"],
+                "question": r["question"],
+                "answer": r.get("answer"),
+                "tags": r.get("tags", []),
+                "cells": {},
+            },
+        )
+        row["cells"][r["model"]] = r
+    tags = sorted({t for row in by_question.values() for t in row["tags"]})
+    suite_index = {s: i for i, s in enumerate(suites)}
+    tag_index = {t: i for i, t in enumerate(tags)}
+    questions = []
+    order = sorted(by_question.items(), key=lambda kv: (suite_index.get(kv[0][0], 99), kv[0][1]))
+    for (suite, _), row in order:
+        results = [row["cells"][m]["correct"] for m in models if m in row["cells"]]
+        row["changed"] = len(set(results)) > 1
+        row["failed"] = not all(results)
+        row["classes"] = " ".join(
+            [f"s{suite_index.get(suite, 99)}"]
+            + [f"t{tag_index[t]}" for t in row["tags"]]
+            + (["changed"] if row["changed"] else [])
+            + (["failed"] if row["failed"] else [])
+        )
+        for cell in row["cells"].values():
+            cell["html"] = highlight(cell["output"], cell["repetition"])
+        questions.append(row)
+    return {
+        "run": run,
+        "path": str(folder.path),
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "models": models,
+        "colors": {m: color(i) for i, m in enumerate(models)},
+        "suites": suites,
+        "scores": scores,
+        "tags": tags,
+        "suite_tags": {
+            s: sorted({t for m in models for t in scores.get(m, {}).get(s, {}).get("by_tag", {})})
+            for s in suites
+        },
+        "charts": [
+            chart("Accuracy (95% Wilson interval)", "accuracy", "ci95"),
+            chart(
+                "Repetition rate (tail loop or seq-rep-4 >= 0.5)",
+                "repetition_rate",
+                "repetition_ci95",
+            ),
+            chart("No-stop rate (ran into max_new_tokens)", "no_stop_rate", "no_stop_ci95"),
+        ],
+        "comparisons": comparisons,
+        "questions": questions,
+        "summary_md": summary_table(summary, "github"),
+        "paired_md": [paired_table(c, "github") for c in comparisons],
+        "tags_md": _tags_md(scores, models, suites),
+        "changed_md": [_changed_md(questions, a, b) for a, b in model_pairs(models)],
+    }
+
+
+def _tags_md(scores: dict[str, Any], models: list[str], suites: list[str]) -> str:
+    rows = []
+    for s in suites:
+        tags = sorted({t for m in models for t in scores.get(m, {}).get(s, {}).get("by_tag", {})})
+        for t in tags:
+            cells = []
+            for m in models:
+                e = scores.get(m, {}).get(s, {}).get("by_tag", {}).get(t)
+                cells.append(f"{100 * e['accuracy']:.1f}% (n={e['n']})" if e else "")
+            rows.append([s, md_cell(t), *cells])
+    return (
+        tabulate(rows, headers=["suite", "tag", *[md_cell(m) for m in models]], tablefmt="github")
+        if rows
+        else ""
+    )
+
+
+def _changed_md(questions: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    rows = []
+    for q in questions:
+        ca, cb = q["cells"].get(a), q["cells"].get(b)
+        if ca and cb and ca["correct"] != cb["correct"]:
+            rows.append(
+                [
+                    md_cell(q["suite"]),
+                    md_cell(q["id"]),
+                    md_cell(q["question"], 50),
+                    "fixed" if cb["correct"] else "broken",
+                    md_cell(ca["output"], 40),
+                    md_cell(cb["output"], 40),
+                ]
+            )
+    table = (
+        tabulate(
+            rows[:MD_CHANGED_ROWS],
+            headers=["suite", "id", "question", "change", md_cell(a), md_cell(b)],
+            tablefmt="github",
+        )
+        if rows
+        else ""
+    )
+    return {
+        "a": a,
+        "b": b,
+        "count": len(rows),
+        "table": table,
+        "more": max(0, len(rows) - MD_CHANGED_ROWS),
+    }
+
+
+def write_reports(run_dir: Path) -> tuple[Path, Path]:
+    """Render report.html and report.md into the run folder (each written atomically)."""
+    folder = RunFolder(run_dir)
+    ctx = context(folder)
+    env = _env()
+    html = env.get_template("report.html.j2").render(**ctx)
+    md = env.get_template("report.md.j2").render(**ctx)
+    html_path, md_path = folder.path / "report.html", folder.path / "report.md"
+    _write_text_atomic(html_path, html)
+    _write_text_atomic(md_path, md)
+    return html_path, md_path
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
