@@ -76,6 +76,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"\nwrote {display_path(Path(out))}/ (run.json, samples.jsonl, summary.json, "
         "report.html, report.md)"
     )
+    if args.gate:
+        print()
+        return _gate(args.gate, Path(out), args.rules, args.junit, None, None)
+    return 0
+
+
+def _gate(
+    baseline_dir: Path,
+    run_dir: Path,
+    rules_file: Path | None,
+    junit: Path | None,
+    candidate: str | None,
+    baseline_model: str | None,
+) -> int:
+    from .baseline import read_baseline
+    from .gate import format_result, gate, load_rules, write_junit
+
+    result = gate(
+        read_baseline(Path(baseline_dir)),
+        run_dir,
+        load_rules(rules_file),
+        candidate=candidate,
+        baseline_model=baseline_model,
+    )
+    print(format_result(result))
+    if junit:
+        write_junit(result, Path(junit))
+        print(f"wrote {display_path(Path(junit))}")
+    return 0 if result.passed else 1
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    return _gate(
+        args.baseline,
+        Path(args.run_dir),
+        args.rules,
+        args.junit,
+        args.candidate,
+        args.baseline_model,
+    )
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .baseline import write_baseline
+
+    path = write_baseline(Path(args.run_dir), Path(args.out))
+    print(
+        f"wrote {display_path(path)}; commit it, then gate runs with "
+        f"`harness gate --baseline {args.out} RUN_DIR`"
+    )
     return 0
 
 
@@ -333,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow model code from the checkpoint folder (off by default)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--gate",
+        type=Path,
+        metavar="BASELINE_DIR",
+        help="after the run, gate it against this baseline (exit 1 on regression)",
+    )
+    run.add_argument("--rules", type=Path, help="gate rules YAML (with --gate)")
+    run.add_argument("--junit", type=Path, help="write the gate's JUnit XML here (with --gate)")
     run.set_defaults(func=cmd_run)
 
     suites = sub.add_parser("suites", help="list the suites with question counts")
@@ -355,6 +413,20 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model-a", help="model of RUN_A (default: every model in both runs)")
     compare.add_argument("--model-b", help="model of RUN_B (default: --model-a)")
     compare.set_defaults(func=cmd_compare)
+
+    base_cmd = sub.add_parser("baseline", help="write a baseline to commit, from a run folder")
+    base_cmd.add_argument("run_dir", metavar="RUN_DIR")
+    base_cmd.add_argument("--out", default="reports/baseline")
+    base_cmd.set_defaults(func=cmd_baseline)
+
+    gate_cmd = sub.add_parser("gate", help="exit 1 if a run regressed against a baseline")
+    gate_cmd.add_argument("run_dir", metavar="RUN_DIR")
+    gate_cmd.add_argument("--baseline", required=True, type=Path, metavar="DIR")
+    gate_cmd.add_argument("--rules", type=Path, help="rules YAML (default rules otherwise)")
+    gate_cmd.add_argument("--junit", type=Path, help="write JUnit XML here")
+    gate_cmd.add_argument("--candidate", help="model of the run to gate")
+    gate_cmd.add_argument("--baseline-model", help="model of the baseline to gate it against")
+    gate_cmd.set_defaults(func=cmd_gate)
 
     score = sub.add_parser("score", help="re-score a run folder without generating")
     score.add_argument("run_dir", metavar="RUN_DIR")

@@ -14,6 +14,7 @@ from typing import Any
 from .compare import paired
 from .evaluate import DecodeSettings, evaluate
 from .models import ModelSpec
+from .report import write_reports
 from .results import RunFolder
 from .sft.stage import run_sft
 from .suites import Suite
@@ -63,4 +64,5 @@ def pipeline(
         f"{paired_table(comparison, 'github')}\n"
     )
     (out / "comparison.md").write_text(text)
+    write_reports(run_dir)
     return {"summary": summary, "comparison": comparison}

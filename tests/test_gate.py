@@ -1,0 +1,201 @@
+"""The CI gate: each exit code and each rule, on real runs of the shipped models."""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness.baseline import read_baseline, write_baseline
+from harness.cli import main
+from harness.errors import InputError
+from harness.gate import gate, load_rules
+from harness.results import RunFolder
+
+from .conftest import PROJECT
+
+
+def run_cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code
+
+
+@pytest.fixture(scope="module")
+def shipped_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+    out = root / "run"
+    assert (
+        run_cli("run", "--suite", "all", "--models", "base,sft", "--out", str(out), "--quiet") == 0
+    )
+    write_baseline(out, root / "baseline")
+    return out, root / "baseline"
+
+
+def mutated(run, tmp_path, change, model="sft", suite="math", count=1):
+    """A copy of the run with `change(record)` applied to the first `count` matching samples."""
+    copy = tmp_path / "mutated"
+    shutil.copytree(run, copy)
+    folder = RunFolder(copy)
+    rows, done = folder.read_samples(), 0
+    for r in rows:
+        if r["model"] == model and r["suite"] == suite and done < count and change(r):
+            done += 1
+    assert done == count
+    folder.rewrite_samples(rows)
+    return copy
+
+
+def break_one(r):
+    if r["correct"]:
+        r["correct"] = False
+        return True
+    return False
+
+
+def test_same_model_passes_and_base_against_sft_fails(shipped_run, capsys):
+    run, baseline = shipped_run
+    assert run_cli("gate", "--baseline", str(baseline), str(run)) == 0
+    assert "gate passed" in capsys.readouterr().out
+    assert (
+        run_cli(
+            "gate",
+            "--baseline",
+            str(baseline),
+            str(run),
+            "--candidate",
+            "base",
+            "--baseline-model",
+            "sft",
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "GATE FAILED" in out
+    assert "base / math: max_accuracy_drop: accuracy 60.3% -> 0.0% (60.3 pts drop" in out
+    assert "base / repetition: max_accuracy_drop" in out
+
+
+def test_one_question_of_126_is_noise(shipped_run, tmp_path):
+    run, baseline = shipped_run
+    candidate = mutated(run, tmp_path, break_one)
+    result = gate(read_baseline(baseline), candidate, load_rules(None))
+    assert result.passed
+    (drop,) = [
+        c
+        for c in result.checks
+        if c.model == "sft" and c.suite == "math" and c.rule == "max_accuracy_drop"
+    ]
+    assert len(drop.broken) == 1 and "McNemar p=1" in drop.detail
+
+
+def test_significant_drop_fails_unless_allowed(shipped_run, tmp_path, write):
+    run, baseline = shipped_run
+    candidate = mutated(run, tmp_path, break_one, count=10)  # 10 broken, 0 fixed: p = 0.002
+    assert not gate(read_baseline(baseline), candidate, load_rules(None)).passed
+    lenient = write("r.yaml", "suites:\n  math: {max_accuracy_drop: 0.1}\n")
+    assert gate(read_baseline(baseline), candidate, load_rules(lenient)).passed
+    strict_alpha = write("a.yaml", "alpha: 0.001\n")
+    assert gate(read_baseline(baseline), candidate, load_rules(strict_alpha)).passed
+
+
+def test_min_accuracy_rule(shipped_run, write):
+    run, baseline = shipped_run
+    ok = write("ok.yaml", "models: [sft]\nsuites:\n  math: {min_accuracy: 0.5}\n")
+    high = write("high.yaml", "models: [sft]\nsuites:\n  math: {min_accuracy: 0.9}\n")
+    assert gate(read_baseline(baseline), run, load_rules(ok)).passed
+    result = gate(read_baseline(baseline), run, load_rules(high))
+    (failed,) = [c for c in result.checks if not c.passed]
+    assert (failed.suite, failed.rule) == ("math", "min_accuracy")
+
+
+def test_repetition_and_no_stop_rules(shipped_run, tmp_path):
+    run, baseline = shipped_run
+
+    def loop(r):
+        r["repetition"]["repeated"] = True
+        return True
+
+    def never_stop(r):
+        r["finish_reason"] = "length"
+        return True
+
+    for change, rule in ((loop, "max_repetition_rise"), (never_stop, "max_no_stop_rise")):
+        shutil.rmtree(tmp_path / "mutated", ignore_errors=True)
+        candidate = mutated(run, tmp_path, change, count=10)  # +7.9 points
+        result = gate(read_baseline(baseline), candidate, load_rules(None))
+        assert [(c.suite, c.rule) for c in result.checks if not c.passed] == [("math", rule)]
+
+
+def test_junit_names_the_failures(shipped_run, tmp_path):
+    run, baseline = shipped_run
+    junit = tmp_path / "junit.xml"
+    assert (
+        run_cli(
+            "gate",
+            "--baseline",
+            str(baseline),
+            str(run),
+            "--candidate",
+            "base",
+            "--baseline-model",
+            "sft",
+            "--junit",
+            str(junit),
+        )
+        == 1
+    )
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites"
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert cases["math: max_accuracy_drop"].find("failure") is not None
+    assert cases["general: max_repetition_rise"].find("failure") is None
+    assert cases["math/add-01"].find("failure") is not None  # right under sft, wrong under base
+    failures = sum(1 for c in cases.values() if c.find("failure") is not None)
+    assert int(root.get("failures")) == failures and int(root.get("tests")) == len(cases)
+
+
+def test_bad_inputs_exit_2(shipped_run, tmp_path, write, capsys):
+    run, baseline = shipped_run
+    assert run_cli("gate", "--baseline", str(tmp_path / "nope"), str(run)) == 2
+    assert "no baseline here" in capsys.readouterr().err
+    assert run_cli("gate", "--baseline", str(baseline), str(tmp_path / "norun")) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    rules = write("bad.yaml", "alpha: 2\nsuites:\n  math: {min_acc: 0.5}\n")
+    assert run_cli("gate", "--baseline", str(baseline), str(run), "--rules", str(rules)) == 2
+    err = capsys.readouterr().err
+    assert f"{rules}:1: alpha:" in err and f"{rules}:3: suites.math.min_acc: unknown rule" in err
+    changed = tmp_path / "changed"
+    shutil.copytree(run, changed)
+    folder = RunFolder(changed)
+    data = folder.read_run()
+    data["suites"]["math"]["hash"] = "0123456789abcdef"
+    folder.write_run(data)
+    assert run_cli("gate", "--baseline", str(baseline), str(changed)) == 2
+    assert "suite changed under the baseline: math" in capsys.readouterr().err
+    with pytest.raises(InputError, match="no model"):
+        gate(read_baseline(baseline), run, load_rules(None), candidate="nope")
+
+
+def test_run_with_gate_and_the_committed_baseline(tmp_path, capsys):
+    """What .ci/run does: the shipped sft against reports/baseline with the project's rules."""
+    out = tmp_path / "run"
+    code = run_cli(
+        "run",
+        "--suite",
+        "math",
+        "--models",
+        "sft",
+        "--out",
+        str(out),
+        "--quiet",
+        "--gate",
+        str(PROJECT / "reports/baseline"),
+        "--rules",
+        str(PROJECT / "reports/baseline/rules.yaml"),
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "gate passed" in printed and "min_accuracy" in printed
+    assert "suite 'general'" not in printed  # only math ran: nothing else is gated
