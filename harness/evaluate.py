@@ -154,7 +154,7 @@ def evaluate(
         run["models"][spec.name] = described
         folder.write_run(run)
         for suite in suites:
-            _run_suite(lm, suite, folder, settings, done, log, progress)
+            _run_suite(lm, suite, folder, run, settings, done, log, progress)
         del lm
         gc.collect()
     records = folder.read_samples()
@@ -171,6 +171,7 @@ def _run_suite(
     lm: LoadedModel,
     suite: Suite,
     folder: RunFolder,
+    run: dict[str, Any],
     settings: DecodeSettings,
     done: set[tuple[str, str, str]],
     log: Callable[[str], None],
@@ -189,8 +190,21 @@ def _run_suite(
         return
     bar = _bar(todo, f"{lm.spec.name}/{suite.name}", progress)
     start = time.perf_counter()
+
+    def record_event(event: dict) -> None:
+        run.setdefault("events", []).append(
+            {"time": _now(), "model": lm.spec.name, "suite": suite.name, **event}
+        )
+        folder.write_run(run)
+        log(f"  {suite.name}: out of memory at batch {event['batch']}, retrying in halves")
+
     for batch in generate(
-        lm, requests, batch_size=settings.batch_size, skip=skip, progress=bar.update
+        lm,
+        requests,
+        batch_size=settings.batch_size,
+        skip=skip,
+        progress=bar.update,
+        on_event=record_event,
     ):
         records = [make_record(lm.spec.name, suite, by_id[g.id], prompts[g.id], g) for g in batch]
         folder.append_samples(records)

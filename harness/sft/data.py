@@ -39,6 +39,18 @@ class SFTData:
         payload = json.dumps(self.conversations, ensure_ascii=False)
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
 
+    def sample(self, n: int, seed: int) -> SFTData:
+        """A seeded sample of `n` rows, in their original order."""
+        import random
+
+        keep = sorted(random.Random(seed).sample(range(len(self)), n))
+        return SFTData(
+            self.source,
+            self.format,
+            tuple(self.conversations[i] for i in keep),
+            tuple(self.rows[i] for i in keep),
+        )
+
     def user_prompts(self) -> list[tuple[str, str]]:
         """(row, user message) pairs: what the contamination check compares with suites."""
         return [

@@ -41,6 +41,7 @@ class SFTSettings:
     seed: int = 0
     logging_steps: int = 10
     save_steps: int = 200
+    max_rows: int = 0  # train on a seeded sample of this many rows (0: all)
 
 
 # The tutorial's hyper-parameters, for real models.
@@ -178,6 +179,9 @@ def train(
     from transformers import GenerationConfig
 
     start = time.time()
+    if settings.max_rows and len(data) > settings.max_rows:
+        data = data.sample(settings.max_rows, settings.seed)
+        log(f"training on a seeded sample of {len(data)} rows (max_rows)")
     checkpoints = out / "checkpoints"
     trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress)
     resume = _last_checkpoint(checkpoints)
