@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -35,3 +36,12 @@ class HarnessError(Exception):
 
 class InputError(HarnessError):
     """A malformed file or argument (suite, models.yaml, data, rules, command-line value)."""
+
+
+def hint(value: object, known: Iterable[str], label: str = "allowed") -> str:
+    """'did you mean X?' when something known is close to `value`, else the list of the known."""
+    import difflib
+
+    names = sorted(known)
+    close = difflib.get_close_matches(str(value), names, n=1)
+    return f"did you mean '{close[0]}'?" if close else f"{label}: {', '.join(names) or 'none'}"

@@ -7,7 +7,6 @@ GGUF files) is one function here.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat import ChatFormat, prepare
-from .errors import InputError, Problem
+from .errors import InputError, Problem, hint
 from .paths import display_path, models_registry
 from .yamlio import load_yaml
 
@@ -216,13 +215,8 @@ def _entry(
     n = len(problems)
     for key in raw:
         if key not in ENTRY_KEYS:
-            hint = difflib.get_close_matches(str(key), sorted(ENTRY_KEYS), n=1)
-            fix = (
-                f"; did you mean '{hint[0]}'?"
-                if hint
-                else f"; allowed: {', '.join(sorted(ENTRY_KEYS))}"
-            )
-            problems.append(Problem(file, f"unknown key{fix}", raw.line_of(key), f"{name}.{key}"))
+            message = f"unknown key; {hint(key, ENTRY_KEYS)}"
+            problems.append(Problem(file, message, raw.line_of(key), f"{name}.{key}"))
     if sum(key in raw for key in LOCATION_KEYS) != 1:
         problems.append(
             Problem(
@@ -324,9 +318,10 @@ def resolve(ref: str, registry: dict[str, ModelSpec]) -> ModelSpec:
         return ModelSpec(ref, kind, str(Path(ref).expanduser()))
     if "/" in ref and not ref.startswith((".", "/", "~")) and ref.count("/") == 1:
         return ModelSpec(ref, "hub", ref)
-    hint = difflib.get_close_matches(ref, sorted(registry), n=1)
-    fix = f"did you mean '{hint[0]}'?" if hint else f"registered: {', '.join(registry) or 'none'}"
-    raise InputError(f"--models: '{ref}' is not in models.yaml, not a folder, not a hub id; {fix}")
+    raise InputError(
+        f"--models: '{ref}' is not in models.yaml, not a folder, not a hub id; "
+        f"{hint(ref, registry, 'registered')}"
+    )
 
 
 def resolve_many(refs: str, registry: dict[str, ModelSpec] | None = None) -> list[ModelSpec]:

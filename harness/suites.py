@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, Problem
+from .errors import InputError, Problem, hint
 from .paths import display_path, suites_dirs
 from .scoring import SCORERS, ScorerSpec
 from .scoring.registry import REQUIRED, matches_type, type_name
@@ -74,13 +73,7 @@ class _Checker:
             self.add(line, _join(where, key), "duplicate key (YAML would keep only the last)")
         for key in data:
             if key not in allowed:
-                hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-                fix = (
-                    f"; did you mean '{hint[0]}'?"
-                    if hint
-                    else f"; allowed: {', '.join(sorted(allowed))}"
-                )
-                self.add(data.line_of(key), _join(where, key), f"unknown key{fix}")
+                self.add(data.line_of(key), _join(where, key), f"unknown key; {hint(key, allowed)}")
 
 
 def _join(where: str, key: Any) -> str:
@@ -112,9 +105,9 @@ def _scorer_specs(
             continue
         info = SCORERS.get(name) if isinstance(name, str) else None
         if info is None:
-            hint = difflib.get_close_matches(str(name), sorted(SCORERS), n=1)
-            fix = f"did you mean '{hint[0]}'?" if hint else f"known: {', '.join(sorted(SCORERS))}"
-            chk.add(pline, f"{here}.type", f"unknown scorer '{name}'; {fix}")
+            chk.add(
+                pline, f"{here}.type", f"unknown scorer '{name}'; {hint(name, SCORERS, 'known')}"
+            )
             continue
         ok = True
         for key, value in params.items():
@@ -315,13 +308,10 @@ def resolve_suites(spec: str) -> list[Path]:
         elif Path(part).is_file():
             paths.append(Path(part))
         else:
-            hint = difflib.get_close_matches(part, sorted(known), n=1)
-            fix = (
-                f"did you mean '{hint[0]}'?"
-                if hint
-                else f"known suites: {', '.join(known) or 'none'}"
+            raise InputError(
+                f"--suite: no suite named '{part}' and no such file; "
+                f"{hint(part, known, 'known suites')}"
             )
-            raise InputError(f"--suite: no suite named '{part}' and no such file; {fix}")
     if not paths:
         raise InputError("--suite: give at least one suite name, path, or 'all'")
     return list(dict.fromkeys(display_path(p) for p in paths))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.cli import main
 from harness.tiny import IM_END, build_model, build_tokenizer, pretrain, synthetic_corpus
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -75,3 +76,10 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+def run_cli(*args: str) -> int:
+    """Run the harness command in-process and return its exit code."""
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code

@@ -8,18 +8,11 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.baseline import read_baseline, write_baseline
-from harness.cli import main
 from harness.errors import InputError
 from harness.gate import gate, load_rules
 from harness.results import RunFolder
 
-from .conftest import PROJECT
-
-
-def run_cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
+from .conftest import PROJECT, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from harness.cli import main
 from harness.compare import compare_runs, paired
 from harness.results import RunFolder
 from harness.stats import mcnemar_exact, paired_bootstrap, wilson
+
+from .conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EVIL_OUTPUT = (
@@ -33,12 +34,6 @@ questions:
     f"  - {{id: q{i}, prompt: 'What is {i} + 1?', answer: {i + 1}, scorer: numeric, tags: [sum]}}\n"
     for i in range(8)
 )
-
-
-def run_cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 # --------------------------------------------------------------------------- statistics

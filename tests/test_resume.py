@@ -12,19 +12,14 @@ import time
 
 import pytest
 
-from harness.cli import main
 from harness.results import RunFolder
+
+from .conftest import run_cli
 
 SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
     f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}?', answer: {i + i % 5}}}\n"
     for i in range(14)
 )
-
-
-def run_cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 def outputs(folder):

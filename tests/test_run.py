@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from harness.cli import main
 from harness.results import RunFolder
+
+from .conftest import run_cli
 
 SUITE = """name: mini
 defaults:
@@ -24,12 +21,6 @@ questions:
     f"tags: [{'small' if i < 5 else 'big'}]}}\n"
     for i in range(10)
 )
-
-
-def run_cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 def outputs(folder):
@@ -162,39 +153,6 @@ def test_existing_folder_and_changed_inputs_are_refused(
     suite_file.write_text(SUITE.replace("answer: 2,", "answer: 99,"))
     assert run_cli(*args, "--resume") == 2
     assert "suites changed" in capsys.readouterr().err
-
-
-def test_sigkill_then_resume(suite_file, random_model_dir, tmp_path):
-    """A real kill: SIGKILL once samples start landing, then resume to the uninterrupted result."""
-    args = [
-        sys.executable,
-        "-m",
-        "harness",
-        "run",
-        "--suite",
-        str(suite_file),
-        "--models",
-        str(random_model_dir),
-        "--quiet",
-        "--batch-size",
-        "1",
-    ]
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run([*args, "--out", str(full)], check=True, capture_output=True)
-    proc = subprocess.Popen(
-        [*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    samples = killed / "samples.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not samples.exists() or samples.read_text().count("\n") < 3):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = samples.read_text().count("\n")
-    assert 3 <= done < 10, "the kill should land mid-run"
-    assert json.loads((killed / "run.json").read_text())["status"] == "running"
-    subprocess.run([*args, "--out", str(killed), "--resume"], check=True, capture_output=True)
-    assert outputs(killed) == outputs(full)
 
 
 def test_limit_and_bad_values(suite_file, random_model_dir, tmp_path, capsys):

@@ -8,7 +8,6 @@ import re
 import pytest
 import yaml
 
-from harness.cli import main
 from harness.errors import InputError
 from harness.models import ModelSpec, load, load_registry
 from harness.results import RunFolder
@@ -18,7 +17,7 @@ from harness.sft.overlap import find_overlaps
 from harness.sft.train import EMBEDDED, make_trainer
 from harness.suites import load_suites
 
-from .conftest import PROJECT
+from .conftest import PROJECT, run_cli
 
 CHAT_ROWS = [
     {
@@ -33,12 +32,6 @@ CHAT_ROWS = [
 
 def jsonl(rows) -> str:
     return "".join(json.dumps(r) + "\n" for r in rows)
-
-
-def run_cli(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 # --------------------------------------------------------------------------- data formats

@@ -10,7 +10,6 @@ import os
 import pytest
 
 from harness.errors import InputError
-from harness.evaluate import DecodeSettings, evaluate
 from harness.models import ModelSpec, load, load_registry
 from harness.suites import load_suites
 
@@ -40,21 +39,16 @@ def test_loads_as_a_llama_with_chatml_and_a_file_fingerprint(smollm2):
     assert path.name == GGUF and smollm2.fingerprint == "sha256:" + digest
 
 
-def test_answers_through_the_runner_and_stops(smollm2, tmp_path):
-    from harness.models import LoadedModel  # noqa: F401 - the fixture's type
+def test_answers_through_the_runner_and_stops(smollm2):
+    from harness.chat import render
+    from harness.runner import Request, generate
 
-    spec = load_registry(PROJECT / "models.yaml")["smollm2"]
-    summary = evaluate(
-        load_suites("math"),
-        [spec],
-        tmp_path / "run",
-        DecodeSettings(limit=6, max_new_tokens=48, device="cpu"),
-        log=lambda _: None,
-        progress=False,
-    )
-    entry = summary["models"]["smollm2"]["math"]
-    assert entry["n"] == 6 and entry["errors"] == 0
-    assert entry["no_stop_rate"] < 1.0  # a real chat model ends some turns itself
+    questions = [q for q in load_suites("math")[0].questions[:6]]
+    reqs = [Request(q.id, render(smollm2.tokenizer, q.prompt), 48) for q in questions]
+    gens = [g for batch in generate(smollm2, reqs, batch_size=6) for g in batch]
+    assert len(gens) == 6 and all(g.error is None and g.output.strip() for g in gens)
+    assert any(g.finish_reason == "eos" for g in gens)  # a real chat model ends turns itself
+    assert all("<|im_end|>" not in g.output for g in gens)
 
 
 def test_a_missing_package_says_how_to_install_it(monkeypatch):
