@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .fastdecode import greedy_static
 from .models import LoadedModel
 
 CPU_BATCH_SIZE = 64
@@ -115,7 +116,19 @@ def _finish(lm: LoadedModel, req: Request, ids: list[int], prompt_tokens: int) -
     return Generation(req.id, text, reason, count, prompt_tokens)
 
 
-def generate_batch(lm: LoadedModel, batch: list[Request]) -> list[Generation]:
+DECODERS = ("auto", "hf", "static")
+
+
+def use_static_decoder(lm: LoadedModel, decoder: str) -> bool:
+    """auto: the static-cache decoder on CUDA (stop strings need generate's own stopping)."""
+    if decoder == "auto":
+        return lm.device.startswith("cuda") and not lm.chat.stop_strings
+    return decoder == "static"
+
+
+def generate_batch(
+    lm: LoadedModel, batch: list[Request], decoder: str = "auto"
+) -> list[Generation]:
     """Greedy-decode one batch with left padding and the KV cache."""
     import torch
 
@@ -128,14 +141,19 @@ def generate_batch(lm: LoadedModel, batch: list[Request]) -> list[Generation]:
     ).to(lm.device)
     lengths = enc["attention_mask"].sum(dim=1).tolist()
     limit = max(r.max_new_tokens for r in batch)
-    config = greedy_config(lm, limit)
-    with torch.inference_mode():
-        out = lm.model.generate(
-            **enc,
-            generation_config=config,
-            tokenizer=tok if config.stop_strings else None,
-        )
-    new = out[:, enc["input_ids"].shape[1] :].tolist()
+    if use_static_decoder(lm, decoder):
+        new = greedy_static(
+            lm.model, enc["input_ids"], enc["attention_mask"], limit, list(lm.chat.stop_token_ids)
+        ).tolist()
+    else:
+        config = greedy_config(lm, limit)
+        with torch.inference_mode():
+            out = lm.model.generate(
+                **enc,
+                generation_config=config,
+                tokenizer=tok if config.stop_strings else None,
+            )
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
     return [_finish_safe(lm, r, ids, n) for r, ids, n in zip(batch, new, lengths, strict=True)]
 
 
@@ -163,7 +181,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def generate_resilient(
-    lm: LoadedModel, batch: list[Request], on_event: Callable[[dict], None] | None = None
+    lm: LoadedModel,
+    batch: list[Request],
+    on_event: Callable[[dict], None] | None = None,
+    decoder: str = "auto",
 ) -> list[Generation]:
     """generate_batch, halving the batch on out-of-memory down to single prompts.
 
@@ -171,7 +192,7 @@ def generate_resilient(
     is measured in benchmarks/), so a split batch gives the same answers, only slower.
     """
     try:
-        return generate_batch(lm, batch)
+        return generate_batch(lm, batch, decoder)
     except Exception as exc:
         if not is_out_of_memory(exc) or len(batch) == 1:
             raise
@@ -184,8 +205,8 @@ def generate_resilient(
         on_event(
             {"event": "out_of_memory", "batch": len(batch), "retry_as": [half, len(batch) - half]}
         )
-    return generate_resilient(lm, batch[:half], on_event) + generate_resilient(
-        lm, batch[half:], on_event
+    return generate_resilient(lm, batch[:half], on_event, decoder) + generate_resilient(
+        lm, batch[half:], on_event, decoder
     )
 
 
@@ -197,6 +218,7 @@ def generate(
     skip: set[str] | frozenset[str] = frozenset(),
     progress: Callable[[int], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
+    decoder: str = "auto",
 ) -> Iterator[list[Generation]]:
     """Yield generations batch by batch, for the requests whose ids are not in `skip`.
 
@@ -218,7 +240,11 @@ def generate(
             if limit is not None and lengths[i] + requests[i].max_new_tokens > limit
         }
         runnable = [requests[i] for i in indices if i not in too_long]
-        made = {g.id: g for g in generate_resilient(lm, runnable, on_event)} if runnable else {}
+        made = (
+            {g.id: g for g in generate_resilient(lm, runnable, on_event, decoder)}
+            if runnable
+            else {}
+        )
         for i in too_long:
             made[requests[i].id] = Generation(
                 requests[i].id,

@@ -33,11 +33,11 @@ def test_out_of_memory_halves_the_batch_and_changes_nothing(
     real = runner.generate_batch
     sizes = []
 
-    def flaky(lm, batch):
+    def flaky(lm, batch, decoder="auto"):
         sizes.append(len(batch))
         if len(batch) > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
-        return real(lm, batch)
+        return real(lm, batch, decoder)
 
     monkeypatch.setattr(runner, "generate_batch", flaky)
     evaluate([suite], [spec], tmp_path / "oom", settings_, log=lambda _: None, progress=False)
@@ -53,7 +53,7 @@ def test_out_of_memory_halves_the_batch_and_changes_nothing(
 def test_other_errors_are_not_swallowed(random_model_dir, write, tmp_path, monkeypatch):
     suite = load_suite(write("s.yaml", SUITE))
 
-    def broken(lm, batch):
+    def broken(lm, batch, decoder="auto"):
         raise RuntimeError("shape mismatch")
 
     monkeypatch.setattr(runner, "generate_batch", broken)
