@@ -48,6 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         limit=args.limit,
+        decoder=args.decoder,
     )
     n_questions = sum(len(s.questions[: args.limit] if args.limit else s.questions) for s in suites)
     print(
@@ -376,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
     run.add_argument(
         "--limit", type=_positive, default=None, help="only the first N questions of each suite"
+    )
+    run.add_argument(
+        "--decoder",
+        choices=["auto", "hf", "static"],
+        default="auto",
+        help="auto: static KV cache + CUDA graph on a GPU, transformers' generate() on CPU",
     )
     run.add_argument(
         "--trust-remote-code",

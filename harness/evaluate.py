@@ -36,6 +36,7 @@ class DecodeSettings:
     device: str = "auto"
     dtype: str = "auto"
     limit: int | None = None  # first N questions of each suite
+    decoder: str = "auto"  # auto: static cache + CUDA graph on a GPU, generate() on CPU
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class DecodeSettings:
             "device": self.device,
             "dtype": self.dtype,
             "limit": self.limit,
+            "decoder": self.decoder,
             "enable_thinking": False,
         }
 
@@ -205,6 +207,7 @@ def _run_suite(
         skip=skip,
         progress=bar.update,
         on_event=record_event,
+        decoder=settings.decoder,
     ):
         records = [make_record(lm.spec.name, suite, by_id[g.id], prompts[g.id], g) for g in batch]
         folder.append_samples(records)
