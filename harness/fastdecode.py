@@ -36,6 +36,7 @@ def greedy_static(
     stop_ids: list[int],
     *,
     cuda_graph: bool | None = None,
+    rehearse: bool = False,
 ) -> torch.Tensor:
     """Generated ids [batch, <= max_new_tokens]; rows run on past their stop token (cut later)."""
     from transformers import StaticCache
@@ -102,22 +103,34 @@ def greedy_static(
         cache_position.add_(1)
 
     run = decode_step
-    if cuda_graph:
-        saved = (step.clone(), position.clone(), cache_position.clone())
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up outside the graph (allocations, autotuning)
+    if cuda_graph or rehearse:  # rehearse: the graph path's warm-up and reset, without a graph
+        # the warm-up steps advance every counter, ours and the cache layers' own write
+        # positions (transformers keeps one per layer); all are put back before the replay
+        counters = [step, position, cache_position] + [
+            layer.cumulative_length
+            for layer in getattr(cache, "layers", [])
+            if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)
+        ]
+        saved = [c.clone() for c in counters]
+        if cuda_graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm-up outside the graph (allocations, autotuning)
+                    decode_step()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            for _ in range(2):
                 decode_step()
-        torch.cuda.current_stream().wait_stream(side)
-        for buf, value in zip((step, position, cache_position), saved, strict=True):
+        for buf, value in zip(counters, saved, strict=True):
             buf.copy_(value)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            decode_step()
-        for buf, value in zip((step, position, cache_position), saved, strict=True):
-            buf.copy_(value)
-        run = graph.replay
+        if cuda_graph:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                decode_step()
+            for buf, value in zip(counters, saved, strict=True):
+                buf.copy_(value)
+            run = graph.replay
 
     done = 1
     while done < max_new_tokens:

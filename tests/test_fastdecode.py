@@ -28,9 +28,34 @@ def test_static_decoder_equals_generate_on_cpu_float32(lm):
 
 def test_static_decoder_stops_early_when_every_row_stopped(chat_model_dir):
     lm = load(ModelSpec("chat", "path", str(chat_model_dir)), device="cpu", dtype="float32")
-    enc = lm.tokenizer([render(lm.tokenizer, "What is 2 + 3?")] * 3, return_tensors="pt",
-                       padding=True, add_special_tokens=False)
-    ids = greedy_static(lm.model, enc["input_ids"], enc["attention_mask"], 200,
-                        list(lm.chat.stop_token_ids), cuda_graph=False)
+    enc = lm.tokenizer(
+        [render(lm.tokenizer, "What is 2 + 3?")] * 3,
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,
+    )
+    ids = greedy_static(
+        lm.model,
+        enc["input_ids"],
+        enc["attention_mask"],
+        200,
+        list(lm.chat.stop_token_ids),
+        cuda_graph=False,
+    )
     assert ids.shape[1] < 200  # stopped at the first check after every row ended
     assert torch.isin(ids, torch.tensor(lm.chat.stop_token_ids)).any(-1).all()
+
+
+def test_the_graph_paths_warm_up_and_reset_change_nothing(chat_model_dir):
+    """On a GPU the step runs twice before capture; every counter must be put back after."""
+    lm = load(ModelSpec("chat", "path", str(chat_model_dir)), device="cpu", dtype="float32")
+    enc = lm.tokenizer(
+        [render(lm.tokenizer, p) for p in PROMPTS[:6]],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,
+    )
+    args = (lm.model, enc["input_ids"], enc["attention_mask"], 30, [])
+    plain = greedy_static(*args, cuda_graph=False)
+    rehearsed = greedy_static(*args, cuda_graph=False, rehearse=True)
+    assert torch.equal(plain, rehearsed)
