@@ -10,13 +10,10 @@ import argparse
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from .errors import HarnessError, InputError, Problem
 from .paths import DEFAULT_RUNS_DIR, display_path
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def _positive(value: str) -> int:
@@ -39,6 +36,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .suites import load_suites
     from .tables import summary_table, tag_table
 
+    if args.resume and not args.out:
+        raise InputError("--resume continues the run in --out; name the folder with --out")
+    if args.gate:  # a missing baseline or bad rules should fail before the run, not after
+        from .baseline import read_baseline
+        from .gate import load_rules
+
+        read_baseline(Path(args.gate))
+        load_rules(args.rules)
     suites = load_suites(args.suite)
     specs = resolve_many(args.models)
     out = args.out or DEFAULT_RUNS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
