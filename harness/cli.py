@@ -328,7 +328,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     print(summary_table(result["summary"]))
     print()
     print(paired_table(result["comparison"]))
-    print(f"\nwrote {display_path(out)}/ (run/ with report.html and report.md, model/, comparison.md)")
+    print(f"\nwrote {display_path(out)}/ (run/ with report.html, model/, comparison.md)")
     return 0
 
 
