@@ -250,6 +250,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from .sft.stage import run_sft
     from .suites import load_suites
 
+    if not args.name.strip() or "/" in args.name or args.name.startswith("."):
+        raise InputError(f"--name: '{args.name}' is not a usable model name (no slashes)")
     (spec,) = resolve_many(args.model)
     out = Path(args.out or Path("models") / args.name)
     info = run_sft(
@@ -257,7 +259,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
         args.data,
         out,
         suites=load_suites(args.suites),
-        name=args.name,
+        name=None if args.no_register else args.name,
         config=args.config,
         overrides=_sft_overrides(args),
         allow_overlap=args.allow_overlap,
@@ -447,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft = sub.add_parser("sft", help="fine-tune a model with TRL (assistant-only loss)")
     sft.add_argument("--model", default="base", help="name from models.yaml, folder or hub id")
     sft.add_argument("--name", default="sft", help="registry name of the result (default: sft)")
+    sft.add_argument("--no-register", action="store_true", help="do not add it to models.yaml")
     sft.add_argument("--out", help="output folder (default: models/NAME)")
     sft.add_argument("--suites", default="all", help="suites the contamination check compares with")
     _add_training_flags(sft)
