@@ -1,8 +1,8 @@
 """`harness baseline RUN_DIR`: the file a project commits so that CI can gate against it.
 
 One JSON file holds, per model: its fingerprint, its per-suite summary, and per question whether
-it was right, repeated itself, and stopped; plus each suite's hash, so a gate can tell a changed
-suite from a changed model.
+it was right, repeated itself, and ran into its token limit; plus each suite's hash, so a gate
+can tell a changed suite from a changed model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .results import RunFolder, read_json, write_json_atomic
 from .summarize import summarize
 
 BASELINE_FILE = "baseline.json"
-FORMAT = 1
+FORMAT = 2
 
 
 def make_baseline(run_dir: Path) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def make_baseline(run_dir: Path) -> dict[str, Any]:
         entry["questions"].setdefault(r["suite"], {})[r["id"]] = {
             "correct": bool(r["correct"]),
             "repeated": bool(r["repetition"]["repeated"]),
-            "stopped": r["finish_reason"] in ("eos", "stop"),
+            "no_stop": r["finish_reason"] == "length",  # as summary.json's no_stop_rate
         }
     return {
         "format": FORMAT,

@@ -268,7 +268,7 @@ def gate(
                 cur_q.setdefault(r["suite"], {})[r["id"]] = {
                     "correct": bool(r["correct"]),
                     "repeated": bool(r["repetition"]["repeated"]),
-                    "stopped": r["finish_reason"] in ("eos", "stop"),
+                    "no_stop": r["finish_reason"] == "length",
                 }
         for suite in common_suites:
             if suite not in cur_q or suite not in b_model["questions"]:
@@ -338,13 +338,11 @@ def _suite_checks(
                 f"{sum(v['correct'] for v in cur.values())}/{len(cur)} right",
             )
         )
-    for rule, flag, limit, invert in (
-        ("max_repetition_rise", "repeated", r.max_repetition_rise, False),
-        ("max_no_stop_rise", "stopped", r.max_no_stop_rise, True),
+    for rule, flag, limit in (
+        ("max_repetition_rise", "repeated", r.max_repetition_rise),
+        ("max_no_stop_rise", "no_stop", r.max_no_stop_rise),  # ran into max_new_tokens
     ):
         before, now, pv = _flag_rates(base, cur, keys, flag)
-        if invert:  # the no-stop rate is the share that did not stop
-            before, now = 1 - before, 1 - now
         rise = now - before
         out.append(
             Check(
