@@ -69,6 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         progress=not args.quiet,
     )
+    if summary is None:  # a rank other than 0 under torchrun / accelerate launch
+        return 0
     print()
     print(summary_table(summary))
     tags = tag_table(summary)

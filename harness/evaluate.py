@@ -19,6 +19,7 @@ from typing import Any
 
 from . import __version__
 from .chat import render
+from .distributed import World, world_from_env
 from .env import host, versions
 from .errors import InputError
 from .models import LoadedModel, ModelSpec, load
@@ -135,16 +136,26 @@ def evaluate(
     trust_remote_code: bool = False,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Run every model over every suite into `out`; returns the summary."""
+) -> dict[str, Any] | None:
+    """Run every model over every suite into `out`; returns the summary (None on ranks > 0).
+
+    Under torchrun / accelerate launch every rank decodes its share of each suite's batches
+    into its own shard; rank 0 alone writes run.json, merges the shards and summarises.
+    """
+    world = world_from_env()
     folder = RunFolder(out)
-    run = _start(folder, suites, settings, resume)
-    done = {key_of(r) for r in folder.read_samples()}
+    if world.main:
+        run = _start(folder, suites, settings, resume)
+    world.barrier()
+    if not world.main:
+        run = folder.read_run()
+    mine = RunFolder(out, shard=world.rank) if world.size > 1 else folder
+    mine.repair()
+    done = {key_of(r) for r in folder.read_all_samples()}
+    device = world.device(settings.device)
     for spec in models:
         log(f"loading {spec.name} ({spec.source}: {spec.location})")
-        lm = load(
-            spec, device=settings.device, dtype=settings.dtype, trust_remote_code=trust_remote_code
-        )
+        lm = load(spec, device=device, dtype=settings.dtype, trust_remote_code=trust_remote_code)
         described = lm.describe()
         if spec.name in run["models"]:
             _guard(
@@ -154,17 +165,24 @@ def evaluate(
                 f"model '{spec.name}' (its weights or tokenizer changed)",
             )
         run["models"][spec.name] = described
-        folder.write_run(run)
+        if world.main:
+            folder.write_run(run)
         for suite in suites:
-            _run_suite(lm, suite, folder, run, settings, done, log, progress)
+            _run_suite(lm, suite, mine, run, settings, done, log, progress, world)
         del lm
         gc.collect()
+    world.barrier()
+    if not world.main:
+        return None
+    folder.merge_shards([m.name for m in models], [s.name for s in suites])
     records = folder.read_samples()
     summary = summarize(records)
     summary["run"] = str(folder.path)
     folder.write_summary(summary)
     run["status"] = "complete"
     run["finished"] = _now()
+    if world.size > 1:
+        run.setdefault("events", []).append({"time": _now(), "event": "ranks", "ranks": world.size})
     folder.write_run(run)
     return summary
 
@@ -178,7 +196,9 @@ def _run_suite(
     done: set[tuple[str, str, str]],
     log: Callable[[str], None],
     progress: bool,
+    world: World | None = None,
 ) -> None:
+    world = world or World()
     questions = suite.questions[: settings.limit] if settings.limit else suite.questions
     by_id = {q.id: q for q in questions}
     prompts = {q.id: render(lm.tokenizer, q.prompt, q.system) for q in questions}
@@ -197,7 +217,8 @@ def _run_suite(
         run.setdefault("events", []).append(
             {"time": _now(), "model": lm.spec.name, "suite": suite.name, **event}
         )
-        folder.write_run(run)
+        if world.main:
+            folder.write_run(run)
         log(f"  {suite.name}: out of memory at batch {event['batch']}, retrying in halves")
 
     for batch in generate(
@@ -208,6 +229,8 @@ def _run_suite(
         progress=bar.update,
         on_event=record_event,
         decoder=settings.decoder,
+        shard=(world.rank, world.size),
+        agree=world.agree_min,
     ):
         records = [make_record(lm.spec.name, suite, by_id[g.id], prompts[g.id], g) for g in batch]
         folder.append_samples(records)

@@ -53,8 +53,11 @@ def read_json(path: Path) -> Any:
 
 
 class RunFolder:
-    def __init__(self, path: Path):
+    """A run folder; `shard=r` points appends at rank r's own samples file (several processes)."""
+
+    def __init__(self, path: Path, shard: int | None = None):
         self.path = Path(path)
+        self.shard = shard
 
     @property
     def run_json(self) -> Path:
@@ -62,14 +65,43 @@ class RunFolder:
 
     @property
     def samples(self) -> Path:
-        return self.path / SAMPLES
+        return self.path / (SAMPLES if self.shard is None else f"samples.rank{self.shard}.jsonl")
+
+    def shards(self) -> list[RunFolder]:
+        found = sorted(self.path.glob("samples.rank*.jsonl"))
+        return [
+            RunFolder(self.path, int(p.name[len("samples.rank") : -len(".jsonl")])) for p in found
+        ]
+
+    def read_all_samples(self) -> list[dict[str, Any]]:
+        """samples.jsonl and every rank's shard, each record once."""
+        seen: dict[SampleKey, dict[str, Any]] = {}
+        for part in [RunFolder(self.path), *self.shards()]:
+            for r in part.read_samples():
+                seen.setdefault(key_of(r), r)
+        return list(seen.values())
+
+    def merge_shards(self, order: list[str], suites: list[str]) -> None:
+        """Fold the ranks' shards into samples.jsonl (model, then suite order) and remove them."""
+        shards = self.shards()
+        if not shards:
+            return
+        rank = {m: i for i, m in enumerate(order)}
+        srank = {s: i for i, s in enumerate(suites)}
+        records = sorted(
+            self.read_all_samples(),
+            key=lambda r: (rank.get(r["model"], 99), srank.get(r["suite"], 99)),
+        )
+        self.rewrite_samples(records)
+        for part in shards:
+            part.samples.unlink()
 
     @property
     def summary(self) -> Path:
         return self.path / SUMMARY
 
     def exists(self) -> bool:
-        return self.run_json.exists() or self.samples.exists()
+        return self.run_json.exists() or (self.path / SAMPLES).exists()
 
     def read_run(self) -> dict[str, Any]:
         return read_json(self.run_json)

@@ -219,18 +219,26 @@ def generate(
     progress: Callable[[int], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
     decoder: str = "auto",
+    shard: tuple[int, int] = (0, 1),
+    agree: Callable[[int], int] = lambda size: size,
 ) -> Iterator[list[Generation]]:
     """Yield generations batch by batch, for the requests whose ids are not in `skip`.
 
     A batch is decoded whole whenever any of its members is missing, so a resumed run decodes
     the same batches as an uninterrupted one; members already done are not yielded again.
+    `shard=(rank, ranks)` keeps every ranks-th planned batch, starting at rank.
     """
     lengths = prompt_lengths(lm, requests)
     limit = _context_limit(lm)
-    size = batch_size or auto_batch_size(
-        lm, max(lengths, default=1) + max((r.max_new_tokens for r in requests), default=0)
+    size = batch_size or agree(
+        auto_batch_size(
+            lm, max(lengths, default=1) + max((r.max_new_tokens for r in requests), default=0)
+        )
     )
-    for indices in plan_batches(lengths, size):
+    rank, ranks = shard
+    for number, indices in enumerate(plan_batches(lengths, size)):
+        if number % ranks != rank:
+            continue
         todo = [i for i in indices if requests[i].id not in skip]
         if not todo:
             continue

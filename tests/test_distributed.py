@@ -1,0 +1,79 @@
+"""Two processes (torchrun, gloo on CPU) give the single-process run, and resume per rank."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from harness.results import RunFolder
+
+from .conftest import run_cli
+
+SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
+    f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}? {'Think. ' * (i % 4)}', "
+    f"answer: {i + i % 5}}}\n"
+    for i in range(17)
+)
+
+
+def outputs(folder):
+    return sorted(
+        (r["model"], r["suite"], r["id"], r["output"], r["finish_reason"])
+        for r in RunFolder(folder).read_samples()
+    )
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "harness",
+        "run",
+        *args,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_two_ranks_equal_one_process_and_resume_per_rank(
+    write, random_model_dir, chat_model_dir, tmp_path
+):
+    suite = write("s.yaml", SUITE)
+    common = [
+        "--suite",
+        str(suite),
+        "--models",
+        f"{random_model_dir},{chat_model_dir}",
+        "--quiet",
+        "--batch-size",
+        "3",
+    ]
+    single = tmp_path / "single"
+    assert run_cli("run", *common, "--out", str(single)) == 0
+    multi = tmp_path / "multi"
+    torchrun(*common, "--out", str(multi))
+    assert outputs(multi) == outputs(single)
+    assert not list(multi.glob("samples.rank*"))  # merged into samples.jsonl
+    run = json.loads((multi / "run.json").read_text())
+    assert run["status"] == "complete" and {"event": "ranks", "ranks": 2} in [
+        {k: v for k, v in e.items() if k != "time"} for e in run["events"]
+    ]
+
+    # a killed two-rank run: each rank's shard holds part of its share, one torn mid-line
+    part = tmp_path / "part"
+    part.mkdir()
+    run["status"] = "running"
+    (part / "run.json").write_text(json.dumps(run))
+    lines = (multi / "samples.jsonl").read_text().splitlines(keepends=True)
+    (part / "samples.rank0.jsonl").write_text("".join(lines[:5]) + lines[5][:40])
+    (part / "samples.rank1.jsonl").write_text("".join(lines[20:24]))
+    torchrun(*common, "--out", str(part), "--resume")
+    assert outputs(part) == outputs(single)
+    assert len(RunFolder(part).read_samples()) == 34 and not list(part.glob("samples.rank*"))
