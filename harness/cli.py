@@ -268,6 +268,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
     )
+    if "rank" in info:
+        return 0
     print(
         f"trained {args.name}: {info['steps']} steps, final loss {info['final_loss']}, "
         f"{info['seconds']} s -> {display_path(out)}/ (sft.json)"

@@ -77,3 +77,47 @@ def test_two_ranks_equal_one_process_and_resume_per_rank(
     torchrun(*common, "--out", str(part), "--resume")
     assert outputs(part) == outputs(single)
     assert len(RunFolder(part).read_samples()) == 34 and not list(part.glob("samples.rank*"))
+
+
+def test_two_process_sft_trains_with_the_same_effective_batch(write, random_model_dir, tmp_path):
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {a} + 1?"},
+                {"role": "assistant", "content": f"{a} + 1 = {a + 1}"},
+            ]
+        }
+        for a in range(64)
+    ]
+    data = write("d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    config = write("c.yaml", "epochs: 2\nbatch_size: 8\ngrad_accum: 2\nlogging_steps: 2\n")
+    out = tmp_path / "tuned"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "harness",
+        "sft",
+        "--model",
+        str(random_model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--no-register",
+        "--config",
+        str(config),
+        "--quiet",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accumulation 2 per process becomes batch 8 x accumulation 1" in result.stdout
+    info = json.loads((out / "sft.json").read_text())
+    # 64 rows / (8 per process x 2 processes x 1) = 4 optimizer steps an epoch, as with one
+    # process at 8 x 2
+    assert info["processes"] == 2 and info["steps"] == 8
+    assert info["settings"]["grad_accum"] == 1 and info["final_loss"] is not None

@@ -68,6 +68,8 @@ def run_sft(
         settings = replace(settings, **overrides)
         preset += "+flags"
     info = train(lm, data, out, settings, preset, progress=progress, log=log)
+    if "rank" in info:  # not rank 0 of a multi-process run: rank 0 saves and registers
+        return info
     info["overlaps_allowed"] = len(overlaps)
     if name:
         path = register(name, out, f"{spec.name} fine-tuned on {data_spec}", registry)

@@ -12,6 +12,7 @@ it is written as eos into the saved generation config.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -111,6 +112,30 @@ def build_dataset(data: SFTData, tokenizer: Any) -> tuple[Any, str]:
     return Dataset.from_list(rows), "completion_only_loss"
 
 
+def for_processes(
+    settings: SFTSettings, processes: int, log: Callable[[str], None] = print
+) -> SFTSettings:
+    """Keep the effective batch (batch x accumulation x processes) of a one-process run."""
+    if processes <= 1:
+        return settings
+    before = f"batch {settings.batch_size} x accumulation {settings.grad_accum}"
+    if settings.grad_accum % processes == 0:
+        settings = replace(settings, grad_accum=settings.grad_accum // processes)
+    elif settings.batch_size % processes == 0:
+        settings = replace(settings, batch_size=settings.batch_size // processes)
+    else:
+        log(
+            f"{processes} processes: cannot split {before} evenly; the effective batch grows "
+            f"{processes}x"
+        )
+        return settings
+    log(
+        f"{processes} processes: {before} per process becomes batch {settings.batch_size} x "
+        f"accumulation {settings.grad_accum}, so the effective batch stays the same"
+    )
+    return settings
+
+
 def make_trainer(
     lm: LoadedModel,
     data: SFTData,
@@ -179,6 +204,8 @@ def train(
     from transformers import GenerationConfig
 
     start = time.time()
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    settings = for_processes(settings, processes, log)
     if settings.max_rows and len(data) > settings.max_rows:
         data = data.sample(settings.max_rows, settings.seed)
         log(f"training on a seeded sample of {len(data)} rows (max_rows)")
@@ -195,6 +222,9 @@ def train(
         if "loss" in h
     ]
     model = trainer.model
+    if not trainer.is_world_process_zero():  # rank 0 alone writes the result
+        return {"steps": trainer.state.global_step, "rank": int(os.environ.get("RANK", "0"))}
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     stop_ids = list(lm.chat.stop_token_ids)
     model.generation_config = GenerationConfig(
         eos_token_id=stop_ids, pad_token_id=lm.tokenizer.pad_token_id
@@ -214,6 +244,7 @@ def train(
         "preset": preset,
         "settings": asdict(settings),
         "device": lm.device,
+        "processes": processes,
         "train_loss": round(result.training_loss, 4),
         "final_loss": losses[-1]["loss"] if losses else round(result.training_loss, 4),
         "loss_curve": losses,
