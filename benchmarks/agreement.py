@@ -22,8 +22,10 @@ def main() -> None:
             keys = [k for k in rows if k[0] == model and k in ref]
             same = sum(rows[k]["output"] == ref[k]["output"] for k in keys)
             correct_same = sum(rows[k]["correct"] == ref[k]["correct"] for k in keys)
-            print(f"{other} {model}: identical outputs {same}/{len(keys)}, "
-                  f"same verdict {correct_same}/{len(keys)}")
+            print(
+                f"{other} {model}: identical outputs {same}/{len(keys)}, "
+                f"same verdict {correct_same}/{len(keys)}"
+            )
 
 
 if __name__ == "__main__":

@@ -221,6 +221,8 @@ def train(
         for h in trainer.state.log_history
         if "loss" in h
     ]
+    runtime = result.metrics.get("train_runtime", 0.0)
+    tokens = int(max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0))
     model = trainer.model
     if not trainer.is_world_process_zero():  # rank 0 alone writes the result
         return {"steps": trainer.state.global_step, "rank": int(os.environ.get("RANK", "0"))}
@@ -246,6 +248,9 @@ def train(
         "device": lm.device,
         "processes": processes,
         "train_loss": round(result.training_loss, 4),
+        "tokens": tokens,
+        "train_seconds": round(runtime, 2),
+        "tokens_per_s": round(tokens / runtime, 1) if tokens and runtime else None,
         "final_loss": losses[-1]["loss"] if losses else round(result.training_loss, 4),
         "loss_curve": losses,
         "steps": trainer.state.global_step,
