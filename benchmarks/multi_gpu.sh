@@ -5,10 +5,12 @@ set -euo pipefail
 out="${1:-/tmp/scale}"
 python3 benchmarks/scale_setup.py "$out" 2048
 run() { python3 -m harness run --suite "$out/scale.yaml" --models "$out/model" --quiet --dtype bfloat16 "$@"; }
-t0=$(date +%s.%N); CUDA_VISIBLE_DEVICES=0 run --out "$out/one" > "$out/one.log"; t1=$(date +%s.%N)
+bs="${BATCH:-256}"
+t0=$(date +%s.%N); CUDA_VISIBLE_DEVICES=0 run --batch-size "$bs" --out "$out/one" > "$out/one.log"; t1=$(date +%s.%N)
 python3 -m torch.distributed.run --standalone --nproc_per_node 2 -m harness run --suite "$out/scale.yaml" \
-  --models "$out/model" --quiet --dtype bfloat16 --out "$out/two" > "$out/two.log"; t2=$(date +%s.%N)
-echo "eval 1 GPU: $(echo "$t1 - $t0" | bc) s; 2 GPUs: $(echo "$t2 - $t1" | bc) s (whole command)"
+  --models "$out/model" --quiet --dtype bfloat16 --batch-size "$bs" --out "$out/two" > "$out/two.log"; t2=$(date +%s.%N)
+python3 -c "print('eval, batch $bs: 1 GPU %.1f s, 2 GPUs %.1f s (whole command)' % ($t1 - $t0, $t2 - $t1))"
+grep -h "samples in" "$out/one.log" "$out/two.log"
 python3 benchmarks/agreement.py "$out/one" "$out/two"
 printf 'epochs: 1\nbatch_size: 32\ngrad_accum: 2\nmax_length: 128\nmax_rows: 4096\nlr_scheduler: linear\nwarmup_steps: 5\nlearning_rate: 1.0e-4\nlogging_steps: 8\n' > "$out/sft.yaml"
 sft() { python3 -m harness sft --model "$out/model" --data data/sft/arithmetic.jsonl --no-register --config "$out/sft.yaml" --quiet "$@"; }

@@ -148,9 +148,12 @@ def make_trainer(
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    if not progress:
-        import datasets
+    import datasets
 
+    # no dataset cache files under ~/.cache, and no fingerprint hashing of TRL's map functions
+    # (which failed to pickle under Python 3.12 with pyarrow 26 on the GPU machine)
+    datasets.disable_caching()
+    if not progress:
         datasets.disable_progress_bars()
     dataset, route = build_dataset(data, lm.tokenizer)
     on_gpu = lm.device.startswith("cuda")
