@@ -145,10 +145,9 @@ def make_trainer(
     progress: bool = True,
 ) -> Any:
     """An SFTTrainer ready to train `lm.model` on `data` (exposed for tests of the label mask)."""
+    import datasets
     import torch
     from trl import SFTConfig, SFTTrainer
-
-    import datasets
 
     # no dataset cache files under ~/.cache, and no fingerprint hashing of TRL's map functions
     # (which failed to pickle under Python 3.12 with pyarrow 26 on the GPU machine)
