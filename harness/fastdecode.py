@@ -11,6 +11,8 @@ prompt: on CPU in float32 they equal `generate`'s token for token (tests/test_fa
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -60,6 +62,22 @@ def _masks(attention_mask: torch.Tensor, total: int) -> tuple[torch.Tensor, torc
     return valid, positions
 
 
+@contextmanager
+def _shared_kv_heads(model: Any) -> Iterator[None]:
+    """Swap transformers' SDPA for the GQA-aware one while decoding (only where SDPA was used)."""
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl != "sdpa":
+        yield
+        return
+    _register_attention()
+    model.set_attn_implementation(GQA_SDPA)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(impl)
+
+
+@torch.inference_mode()
 def greedy_static(
     model: Any,
     input_ids: torch.Tensor,
@@ -71,141 +89,106 @@ def greedy_static(
     rehearse: bool = False,
 ) -> torch.Tensor:
     """Generated ids [batch, <= max_new_tokens]; rows run on past their stop token (cut later)."""
-    impl = getattr(model.config, "_attn_implementation", None)
-    if impl != "sdpa":
-        return _greedy_static(
-            model,
-            input_ids,
-            attention_mask,
-            max_new_tokens,
-            stop_ids,
-            cuda_graph=cuda_graph,
-            rehearse=rehearse,
+    with _shared_kv_heads(model):
+        from transformers import StaticCache
+
+        device = input_ids.device
+        batch, prompt = input_ids.shape
+        total = prompt + max_new_tokens
+        cuda_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
+        cache = StaticCache(config=model.config, max_cache_len=total)
+        # transformers renamed the argument (past_key_values -> cache) in 5.2x; accept either
+        cache_arg = (
+            "cache"
+            if "cache" in inspect.signature(model.forward).parameters
+            else ("past_key_values")
         )
-    _register_attention()
-    model.set_attn_implementation(GQA_SDPA)
-    try:
-        return _greedy_static(
-            model,
-            input_ids,
-            attention_mask,
-            max_new_tokens,
-            stop_ids,
-            cuda_graph=cuda_graph,
-            rehearse=rehearse,
-        )
-    finally:
-        model.set_attn_implementation(impl)
+        valid, positions = _masks(attention_mask, total)
+        slots = torch.arange(total, device=device)
 
-
-@torch.inference_mode()
-def _greedy_static(
-    model: Any,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    max_new_tokens: int,
-    stop_ids: list[int],
-    *,
-    cuda_graph: bool | None = None,
-    rehearse: bool = False,
-) -> torch.Tensor:
-    from transformers import StaticCache
-
-    device = input_ids.device
-    batch, prompt = input_ids.shape
-    total = prompt + max_new_tokens
-    cuda_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
-    cache = StaticCache(config=model.config, max_cache_len=total)
-    # transformers renamed the argument (past_key_values -> cache) in 5.2x; accept either
-    cache_arg = (
-        "cache" if "cache" in inspect.signature(model.forward).parameters else ("past_key_values")
-    )
-    valid, positions = _masks(attention_mask, total)
-    slots = torch.arange(total, device=device)
-
-    # prefill: causal over the prompt, padding masked, nothing beyond the prompt
-    causal = slots[None, :] <= torch.arange(prompt, device=device)[:, None]  # [prompt, total]
-    mask = (causal[None] & valid[:, None, :])[:, None]  # [batch, 1, prompt, total]
-    additive = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
-    as_mask = (
-        (
-            lambda m: torch.zeros(m.shape, dtype=model.dtype, device=device).masked_fill(
-                ~m, torch.finfo(model.dtype).min
+        # prefill: causal over the prompt, padding masked, nothing beyond the prompt
+        causal = slots[None, :] <= torch.arange(prompt, device=device)[:, None]  # [prompt, total]
+        mask = (causal[None] & valid[:, None, :])[:, None]  # [batch, 1, prompt, total]
+        additive = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
+        as_mask = (
+            (
+                lambda m: torch.zeros(m.shape, dtype=model.dtype, device=device).masked_fill(
+                    ~m, torch.finfo(model.dtype).min
+                )
             )
+            if additive
+            else (lambda m: m)
         )
-        if additive
-        else (lambda m: m)
-    )
-    out = model(
-        input_ids=input_ids,
-        attention_mask=as_mask(mask),
-        position_ids=positions,
-        **{cache_arg: cache},
-        cache_position=torch.arange(prompt, device=device),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    tokens = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
-    tokens[:, 0] = out.logits[:, -1].argmax(-1)
-    if max_new_tokens == 1:
-        return tokens
-
-    stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
-    # static buffers the step reads and advances in place (so a CUDA graph can replay it)
-    step = torch.zeros((), dtype=torch.long, device=device)  # index of the token being fed
-    position = positions[:, -1:] + 1
-    cache_position = torch.full((1,), prompt, dtype=torch.long, device=device)
-
-    def decode_step() -> None:
-        current = tokens.gather(1, step.view(1, 1).expand(batch, 1))
-        seen = valid[:, None, None, :] & (slots <= cache_position)[None, None, None, :]
-        logits = model(
-            input_ids=current,
-            attention_mask=as_mask(seen),
-            position_ids=position,
+        out = model(
+            input_ids=input_ids,
+            attention_mask=as_mask(mask),
+            position_ids=positions,
             **{cache_arg: cache},
-            cache_position=cache_position,
+            cache_position=torch.arange(prompt, device=device),
             use_cache=True,
-        ).logits[:, -1]
-        tokens.scatter_(1, (step + 1).view(1, 1).expand(batch, 1), logits.argmax(-1)[:, None])
-        step.add_(1)
-        position.add_(1)
-        cache_position.add_(1)
+            logits_to_keep=1,
+        )
+        tokens = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
+        tokens[:, 0] = out.logits[:, -1].argmax(-1)
+        if max_new_tokens == 1:
+            return tokens
 
-    run = decode_step
-    if cuda_graph or rehearse:  # rehearse: the graph path's warm-up and reset, without a graph
-        # the warm-up steps advance every counter, ours and the cache layers' own write
-        # positions (transformers keeps one per layer); all are put back before the replay
-        counters = [step, position, cache_position] + [
-            layer.cumulative_length
-            for layer in getattr(cache, "layers", [])
-            if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)
-        ]
-        saved = [c.clone() for c in counters]
-        if cuda_graph:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm-up outside the graph (allocations, autotuning)
+        stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
+        # static buffers the step reads and advances in place (so a CUDA graph can replay it)
+        step = torch.zeros((), dtype=torch.long, device=device)  # index of the token being fed
+        position = positions[:, -1:] + 1
+        cache_position = torch.full((1,), prompt, dtype=torch.long, device=device)
+
+        def decode_step() -> None:
+            current = tokens.gather(1, step.view(1, 1).expand(batch, 1))
+            seen = valid[:, None, None, :] & (slots <= cache_position)[None, None, None, :]
+            logits = model(
+                input_ids=current,
+                attention_mask=as_mask(seen),
+                position_ids=position,
+                **{cache_arg: cache},
+                cache_position=cache_position,
+                use_cache=True,
+            ).logits[:, -1]
+            tokens.scatter_(1, (step + 1).view(1, 1).expand(batch, 1), logits.argmax(-1)[:, None])
+            step.add_(1)
+            position.add_(1)
+            cache_position.add_(1)
+
+        run = decode_step
+        if cuda_graph or rehearse:  # rehearse: the graph path's warm-up and reset, without a graph
+            # the warm-up steps advance every counter, ours and the cache layers' own write
+            # positions (transformers keeps one per layer); all are put back before the replay
+            counters = [step, position, cache_position] + [
+                layer.cumulative_length
+                for layer in getattr(cache, "layers", [])
+                if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)
+            ]
+            saved = [c.clone() for c in counters]
+            if cuda_graph:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(2):  # warm-up outside the graph (allocations, autotuning)
+                        decode_step()
+                torch.cuda.current_stream().wait_stream(side)
+            else:
+                for _ in range(2):
                     decode_step()
-            torch.cuda.current_stream().wait_stream(side)
-        else:
-            for _ in range(2):
-                decode_step()
-        for buf, value in zip(counters, saved, strict=True):
-            buf.copy_(value)
-        if cuda_graph:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                decode_step()
             for buf, value in zip(counters, saved, strict=True):
                 buf.copy_(value)
-            run = graph.replay
+            if cuda_graph:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    decode_step()
+                for buf, value in zip(counters, saved, strict=True):
+                    buf.copy_(value)
+                run = graph.replay
 
-    done = 1
-    while done < max_new_tokens:
-        run()
-        done += 1
-        if done % CHECK_EVERY == 0 and bool(torch.isin(tokens[:, :done], stops).any(-1).all()):
-            break
-    return tokens[:, :done]
+        done = 1
+        while done < max_new_tokens:
+            run()
+            done += 1
+            if done % CHECK_EVERY == 0 and bool(torch.isin(tokens[:, :done], stops).any(-1).all()):
+                break
+        return tokens[:, :done]
