@@ -271,4 +271,8 @@ def rescore(out: Path) -> dict[str, Any]:
     summary = summarize(records)
     summary["run"] = str(folder.path)
     folder.write_summary(summary)
+    for name, suite in suites.items():  # the run now reflects the suites as they are
+        run["suites"][name]["hash"] = suite.hash
+    run.setdefault("events", []).append({"time": _now(), "event": "rescored"})
+    folder.write_run(run)
     return summary

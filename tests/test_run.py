@@ -180,3 +180,34 @@ def test_limit_and_bad_values(suite_file, random_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["run", "--suite", "math", "--batch-size", "0"])
     assert info.value.code == 2
+
+
+def test_rescoring_uses_the_current_suite_and_records_its_hash(
+    suite_file, random_model_dir, tmp_path
+):
+    out = tmp_path / "run"
+    assert (
+        run_cli(
+            "run",
+            "--suite",
+            str(suite_file),
+            "--models",
+            str(random_model_dir),
+            "--out",
+            str(out),
+            "--quiet",
+            "--limit",
+            "3",
+        )
+        == 0
+    )
+    before = json.loads((out / "run.json").read_text())["suites"]["mini"]["hash"]
+    suite_file.write_text(SUITE.replace("scorer: numeric", "scorer: stops"))
+    assert run_cli("score", str(out)) == 0
+    rows = RunFolder(out).read_samples()
+    assert all(r["scorer"] == [{"type": "stops"}] for r in rows)
+    assert all(r["correct"] == (r["finish_reason"] in ("eos", "stop")) for r in rows)
+    after = json.loads((out / "run.json").read_text())["suites"]["mini"]["hash"]
+    assert after != before
+    suite_file.write_text(SUITE.replace("What is", "What's"))
+    assert run_cli("score", str(out)) == 2  # a changed prompt needs a new run
