@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
+from benchmarks.gpu_decode import QWEN3_06B
 from harness.paths import PROJECT_ROOT
 
 
@@ -22,19 +23,8 @@ def main() -> None:
     out = Path(sys.argv[1])
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
     tok = AutoTokenizer.from_pretrained(PROJECT_ROOT / "models/base")
-    cfg = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=1024,
-        intermediate_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        tie_word_embeddings=True,
-        max_position_embeddings=4096,
-        eos_token_id=0,
-        pad_token_id=tok.pad_token_id,
-    )
+    shape = {**QWEN3_06B, "vocab_size": len(tok), "max_position_embeddings": 4096}
+    cfg = Qwen3Config(**shape, eos_token_id=0, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
     model = Qwen3ForCausalLM(cfg).to(torch.bfloat16)
     model.generation_config = GenerationConfig(eos_token_id=[0], pad_token_id=tok.pad_token_id)

@@ -83,3 +83,22 @@ def run_cli(*args: str) -> int:
     with pytest.raises(SystemExit) as info:
         main(list(args))
     return info.value.code
+
+
+def chat_rows(n: int) -> list[dict]:
+    """`n` tiny chat rows ("What is a + 1?" -> "a + 1 = a+1") for SFT tests."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {a} + 1?"},
+                {"role": "assistant", "content": f"{a} + 1 = {a + 1}"},
+            ]
+        }
+        for a in range(n)
+    ]
+
+
+def jsonl(rows: list[dict]) -> str:
+    import json
+
+    return "".join(json.dumps(r) + "\n" for r in rows)

@@ -8,7 +8,7 @@ import sys
 
 from harness.results import RunFolder
 
-from .conftest import run_cli
+from .conftest import chat_rows, jsonl, run_cli
 
 SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
     f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}? {'Think. ' * (i % 4)}', "
@@ -80,16 +80,7 @@ def test_two_ranks_equal_one_process_and_resume_per_rank(
 
 
 def test_two_process_sft_trains_with_the_same_effective_batch(write, random_model_dir, tmp_path):
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": f"What is {a} + 1?"},
-                {"role": "assistant", "content": f"{a} + 1 = {a + 1}"},
-            ]
-        }
-        for a in range(64)
-    ]
-    data = write("d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    data = write("d.jsonl", jsonl(chat_rows(64)))
     config = write("c.yaml", "epochs: 2\nbatch_size: 8\ngrad_accum: 2\nlogging_steps: 2\n")
     out = tmp_path / "tuned"
     cmd = [

@@ -14,7 +14,7 @@ import pytest
 
 from harness.results import RunFolder
 
-from .conftest import run_cli
+from .conftest import chat_rows, jsonl, run_cli
 
 SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
     f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}?', answer: {i + i % 5}}}\n"
@@ -70,16 +70,7 @@ def test_sigkill_at_random_points_then_resume(write, random_model_dir, chat_mode
 
 
 def test_sft_resumes_from_its_last_checkpoint(write, random_model_dir, tmp_path):
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": f"What is {a} + 1?"},
-                {"role": "assistant", "content": f"{a} + 1 = {a + 1}"},
-            ]
-        }
-        for a in range(64)
-    ]
-    data = write("d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    data = write("d.jsonl", jsonl(chat_rows(64)))
     config = write("c.yaml", "epochs: 3\nbatch_size: 8\nsave_steps: 4\nlogging_steps: 4\n")
     out = tmp_path / "tuned"
     cmd = [

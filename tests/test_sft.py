@@ -17,21 +17,9 @@ from harness.sft.overlap import find_overlaps
 from harness.sft.train import EMBEDDED, make_trainer
 from harness.suites import load_suites
 
-from .conftest import PROJECT, run_cli
+from .conftest import PROJECT, chat_rows, jsonl, run_cli
 
-CHAT_ROWS = [
-    {
-        "messages": [
-            {"role": "user", "content": f"What is {a} + 1?"},
-            {"role": "assistant", "content": f"{a} + 1 = {a + 1}"},
-        ]
-    }
-    for a in range(40)
-]
-
-
-def jsonl(rows) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
+CHAT_ROWS = chat_rows(40)
 
 
 # --------------------------------------------------------------------------- data formats

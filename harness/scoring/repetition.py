@@ -48,16 +48,6 @@ class Repetition:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Repetition:
-        loop = data.get("tail_loop")
-        return cls(
-            seq_rep_4=data["seq_rep_4"],
-            distinct_2=data["distinct_2"],
-            tail_loop=TailLoop(**loop) if loop else None,
-            repeated=data["repeated"],
-        )
-
 
 def units(text: str) -> list[str]:
     return UNIT.findall(text)
