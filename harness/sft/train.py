@@ -11,6 +11,7 @@ it is written as eos into the saved generation config.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,14 @@ class SFTSettings:
     logging_steps: int = 10
     save_steps: int = 200
     max_rows: int = 0  # train on a seeded sample of this many rows (0: all)
+    # Execution choices: speed and memory (benchmarks/RESULTS.md). `packing` puts several rows into
+    # one max_length sequence, padding-free, position ids restarting per row so that no row attends
+    # to another; a step then holds batch_size x max_length tokens.
+    packing: bool = False
+    attention: str = ""  # attn_implementation while training ("": the model's own)
+    activation_checkpointing: bool = False
+    liger: bool = False  # Liger's RMSNorm/SwiGLU/RoPE kernels (needs the liger-kernel package)
+    compile: bool = False  # torch.compile the model
 
 
 # The tutorial's hyper-parameters, for real models.
@@ -62,8 +71,29 @@ EMBEDDED = SFTSettings(
 )
 
 
-def default_settings(n_params: int) -> tuple[str, SFTSettings]:
-    return ("embedded", EMBEDDED) if n_params < EMBEDDED_MAX_PARAMS else ("tutorial", TUTORIAL)
+# harness's default on a CUDA GPU: rows packed into 8,192-token sequences, 2 of them per step
+# (16k tokens), bf16, no activation checkpointing; the learning rate scaled from the tutorial's by
+# the square root of the larger batch. Measured against TUTORIAL in benchmarks/RESULTS.md.
+FAST = SFTSettings(
+    learning_rate=2e-4,
+    epochs=1,
+    batch_size=2,
+    grad_accum=1,
+    max_length=8192,
+    warmup_steps=10,
+    lr_scheduler="cosine",
+    logging_steps=5,
+    packing=True,
+    attention="flex_attention",
+)
+
+
+def default_settings(n_params: int, device: str = "cpu") -> tuple[str, SFTSettings]:
+    if n_params < EMBEDDED_MAX_PARAMS:
+        return "embedded", EMBEDDED
+    if device.startswith("cuda"):
+        return "fast", FAST
+    return "tutorial", TUTORIAL
 
 
 def settings_from_yaml(path: Path, base: SFTSettings) -> SFTSettings:
@@ -80,9 +110,9 @@ def settings_from_yaml(path: Path, base: SFTSettings) -> SFTSettings:
                 Problem(str(path), f"unknown setting (known: {', '.join(types)})", line, str(key))
             )
             continue
-        want = {"float": float, "int": int, "str": str}[str(types[key])]
+        want = {"float": float, "int": int, "str": str, "bool": bool}[str(types[key])]
         ok = isinstance(value, want) or (want is float and isinstance(value, int))
-        if not ok or isinstance(value, bool):
+        if not ok or (isinstance(value, bool) and want is not bool):
             problems.append(
                 Problem(str(path), f"expected {want.__name__}, got {value!r}", line, key)
             )
@@ -99,17 +129,25 @@ def uses_generation_marks(tokenizer: Any) -> bool:
 
 
 def build_dataset(data: SFTData, tokenizer: Any) -> tuple[Any, str]:
-    """A datasets.Dataset in the form TRL masks correctly for this template, and the route."""
+    """A datasets.Dataset in the form TRL masks correctly for this template, and the route.
+
+    Its fingerprint is the data's own hash: datasets would otherwise hash the Arrow table with
+    dill, which fails under Python 3.12 on pyarrow's MonthDayNano class (seen on the GPU machine).
+    """
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
     if uses_generation_marks(tokenizer):
         rows = [{"messages": data.messages(i)} for i in range(len(data))]
-        return Dataset.from_list(rows), "assistant_only_loss"
-    rows = []
-    for i in range(len(data)):
-        msgs = data.messages(i)
-        rows.append({"prompt": msgs[:-1], "completion": msgs[-1:]})
-    return Dataset.from_list(rows), "completion_only_loss"
+        route = "assistant_only_loss"
+    else:
+        rows = []
+        for i in range(len(data)):
+            msgs = data.messages(i)
+            rows.append({"prompt": msgs[:-1], "completion": msgs[-1:]})
+        route = "completion_only_loss"
+    fingerprint = hashlib.sha256(f"{data.hash}:{route}".encode()).hexdigest()[:32]
+    return Dataset(InMemoryTable.from_pylist(rows), fingerprint=fingerprint), route
 
 
 def for_processes(
@@ -156,6 +194,16 @@ def make_trainer(
         datasets.disable_progress_bars()
     dataset, route = build_dataset(data, lm.tokenizer)
     on_gpu = lm.device.startswith("cuda")
+    if settings.attention:
+        lm.model.set_attn_implementation(settings.attention)
+    # flex attention is compiled; one padded shape per step compiles it once
+    fixed_shape = settings.packing and settings.attention == "flex_attention"
+    # transformers 5.24 renamed gradient_checkpointing (older 5.x know only the old name)
+    checkpointing = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
     config = SFTConfig(
         output_dir=str(checkpoints),
         learning_rate=settings.learning_rate,
@@ -176,11 +224,15 @@ def make_trainer(
         completion_only_loss=route == "completion_only_loss" or None,
         # SFTConfig turns both on by default, even on a CPU (DESIGN.md, "Traps").
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        activation_checkpointing=False,
+        packing=settings.packing,
+        pad_to_multiple_of=settings.batch_size * settings.max_length if fixed_shape else None,
+        use_liger_kernel=settings.liger,
+        torch_compile=settings.compile,
         use_cpu=not on_gpu,
         report_to="none",
         disable_tqdm=not progress,
         dataloader_num_workers=0,
+        **{checkpointing: settings.activation_checkpointing},
     )
     return SFTTrainer(
         model=lm.model, args=config, train_dataset=dataset, processing_class=lm.tokenizer

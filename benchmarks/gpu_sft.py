@@ -1,0 +1,265 @@
+"""SFT speed on a GPU: the tutorial's SFTConfig vs harness's default, Qwen3-0.6B shape.
+
+The model is built from Qwen3-0.6B's config with seeded random weights (a training step costs the
+same with trained weights); the chat template and tokenizer are the embedded model's. Each
+configuration trains through `harness.sft.train.make_trainer` (TRL's SFTTrainer) in its own
+process for `--seconds` after a few warm-up steps, on the same conversations:
+
+- `mix`: the project's SFT data (`data/sft/arithmetic.jsonl` + `general.jsonl` x5, ~50 tokens
+  a row), what `harness sft` trains on;
+- `long`: multi-turn conversations of 4 to 24 arithmetic exchanges (~150 to 1,000 tokens).
+
+Per run: trained tokens/s (TRL's own token count, prompt tokens included), MFU by the 6·N rule
+against the card's dense bf16 peak, peak GPU memory, the loss curve, and, for packed runs, the
+largest difference between the logits of a packed sequence and of its rows run one by one
+(packing must not let rows see each other).
+
+Run: python benchmarks/gpu_sft.py --out benchmarks/results/gpu_sft.json
+     [--runs tutorial:mix,harness:mix,...] [--seconds 30] [--tiny]   (--tiny: CPU smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsity
+
+RUNS = [
+    "tutorial:mix",
+    "harness:mix",
+    "tutorial:long",
+    "harness:long",
+    "harness+liger:long",
+    "harness+compile:long",
+    "harness-batch4:long",
+    "harness-nopack:long",
+]
+
+
+def settings_for(name: str, tiny: bool):
+    from harness.sft.train import FAST, TUTORIAL
+
+    # the tutorial leaves SFTConfig's defaults: bf16 and activation checkpointing on
+    tutorial = replace(TUTORIAL, activation_checkpointing=True)
+    table = {
+        "tutorial": tutorial,
+        "harness": FAST,
+        "harness+liger": replace(FAST, liger=True),
+        "harness+compile": replace(FAST, compile=True),
+        "harness-batch4": replace(FAST, batch_size=4),
+        "harness-ckpt": replace(FAST, activation_checkpointing=True),
+        # padded batches of whole rows, no packing: SDPA's flash path cannot take a padding mask
+        "harness-nopack": replace(
+            FAST, packing=False, attention="sdpa", batch_size=32, max_length=1024
+        ),
+    }
+    s = replace(table[name], epochs=1000, logging_steps=1, save_steps=10**9, warmup_steps=0)
+    if tiny:  # CPU smoke test: flex attention has no backward on the CPU
+        s = replace(s, max_length=min(s.max_length, 512), attention=s.attention and "sdpa")
+    return s
+
+
+def conversations(kind: str, seed: int = 0):
+    """The benchmark's SFT data: the shipped rows, or multi-turn chats made of them."""
+    from harness.sft.data import SFTData, load_many
+
+    mix = load_many("data/sft/arithmetic.jsonl,data/sft/general.jsonl*5")
+    if kind == "mix":
+        return mix
+    rng = random.Random(seed)
+    singles = list(load_many("data/sft/arithmetic.jsonl").conversations)
+    rng.shuffle(singles)
+    convs, i = [], 0
+    while i < len(singles):
+        k = rng.randint(4, 24)
+        convs.append(tuple(turn for conv in singles[i : i + k] for turn in conv))
+        i += k
+    convs = convs * 4  # enough tokens for the long runs
+    return SFTData("long", "messages", tuple(convs), tuple(f"long:{j}" for j in range(len(convs))))
+
+
+def build_lm(device: str, tiny: bool, seed: int = 0):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from benchmarks.gpu_decode import QWEN3_06B, TINY
+    from harness.models import load, load_registry, resolve
+
+    small = load(resolve("base", load_registry()), device="cpu", dtype="float32")
+    torch.manual_seed(seed)
+    config = Qwen3Config(**(TINY if tiny else QWEN3_06B))
+    with torch.device(device):  # float32 weights; bf16 autocast while training
+        model = Qwen3ForCausalLM(config)
+    model.generation_config.pad_token_id = small.tokenizer.pad_token_id
+    return replace(small, model=model, device=device, fingerprint="random-qwen3-0.6b-shape")
+
+
+def packing_leak(trainer, device: str) -> float:
+    """Largest |logit| difference between a packed sequence and its rows run one at a time."""
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids = batch["input_ids"].to(device)
+    pos = batch["position_ids"].to(device)
+    model = trainer.model
+    model.eval()
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=pos).logits[0]
+        starts = (pos[0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
+        worst = 0.0
+        for a, b in list(zip(starts, starts[1:], strict=False))[:8]:
+            alone = model(input_ids=ids[:, a:b]).logits[0]
+            worst = max(worst, (alone - packed[a:b]).abs().max().item())
+    model.train()
+    return worst
+
+
+def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> dict:
+    """Train one configuration until `seconds` after `warmup` optimizer steps; measure."""
+    from transformers import TrainerCallback
+
+    from harness.env import versions
+    from harness.sft.train import make_trainer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm = build_lm(device, tiny)
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    settings = settings_for(name.split(":")[0], tiny)
+    data = conversations(data_kind)
+    out = Path(f"/tmp/gpu_sft/{name}-{data_kind}")
+    trainer, route = make_trainer(lm, data, settings, out, progress=False)
+    leak = packing_leak(trainer, device) if settings.packing else None
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.t0 = self.tok0 = None
+            self.steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            now, tokens = time.perf_counter(), trainer._total_train_tokens
+            if state.global_step == warmup:
+                self.t0, self.tok0, self.step0 = now, tokens, state.global_step
+                if device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+            elif self.t0 is not None and now - self.t0 >= seconds:
+                self.t1, self.tok1, self.steps = now, tokens, state.global_step - self.step0
+                control.should_training_stop = True
+
+    clock = Clock()
+    trainer.add_callback(clock)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    if not clock.steps:
+        raise SystemExit(f"{name}: the data ran out before {seconds} s of timed steps")
+    # TRL counts the padding that gives flex attention one shape per step: leave it out
+    fill = 1.0
+    if trainer.padding_free and trainer.args.pad_to_multiple_of:
+        rows = [sum(x) for x in trainer.train_dataset["seq_lengths"]]
+        fill = sum(rows) / len(rows) / settings.max_length
+    tok_s = fill * (clock.tok1 - clock.tok0) / (clock.t1 - clock.t0)
+    card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    peak = next((v for k, v in PEAK_BF16.items() if k in card), None)
+    curve = [
+        {"step": h["step"], "loss": round(h["loss"], 4), "tokens": int(h.get("num_tokens", 0))}
+        for h in trainer.state.log_history
+        if "loss" in h
+    ]
+    return {
+        "run": name,
+        "data": data_kind,
+        "card": card,
+        "params": n_params,
+        "route": route,
+        "settings": asdict(settings),
+        "tokens_per_step": round(fill * (clock.tok1 - clock.tok0) / clock.steps),
+        "packed_fill": round(fill, 4),
+        "timed_steps": clock.steps,
+        "timed_seconds": round(clock.t1 - clock.t0, 2),
+        "tokens_per_s": round(tok_s, 1),
+        "mfu": round(6 * n_params * tok_s / peak, 4) if peak else None,
+        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2)
+        if device == "cuda"
+        else None,
+        "wall_s_including_warmup": round(wall, 1),
+        "packing_max_logit_diff": leak,
+        "loss_curve": curve,
+        "versions": versions(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default=",".join(RUNS), help="config:data pairs")
+    ap.add_argument("--seconds", type=float, default=30.0, help="timed seconds per run")
+    ap.add_argument("--warmup", type=int, default=3, help="optimizer steps before timing")
+    ap.add_argument("--timeout", type=float, default=150.0, help="seconds per run, all in")
+    ap.add_argument("--budget", type=float, default=1e9, help="start no run after these seconds")
+    ap.add_argument("--tiny", action="store_true", help="a tiny model: CPU smoke test")
+    ap.add_argument("--out", default="benchmarks/results/gpu_sft.json")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        name, data_kind = args.one.split(":")
+        print("RESULT " + json.dumps(one(name, data_kind, args.seconds, args.warmup, args.tiny)))
+        return
+    results, begun = [], time.perf_counter()
+    for run in args.runs.split(","):
+        if time.perf_counter() - begun > args.budget:
+            print(f"{run}: not started (--budget {args.budget} s spent)", flush=True)
+            continue
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu_sft",
+            "--one",
+            run,
+            "--seconds",
+            str(args.seconds),
+            "--warmup",
+            str(args.warmup),
+        ] + (["--tiny"] if args.tiny else [])
+        try:
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+                env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+            )
+        except subprocess.TimeoutExpired:
+            results.append({"run": run, "error": f"timed out after {args.timeout} s"})
+            print(f"{run}: timed out", flush=True)
+            continue
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            tail = (proc.stderr or proc.stdout)[-1500:]
+            results.append({"run": run, "error": tail})
+            print(f"{run}: failed\n{tail}", flush=True)
+            continue
+        r = json.loads(lines[-1][7:])
+        results.append(r)
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
+        print(
+            f"{run}: {r['tokens_per_s']:,.0f} tokens/s, MFU {mfu}, peak {r['peak_memory_gb']} GB, "
+            f"{r['tokens_per_step']} tokens/step, leak {r['packing_max_logit_diff']}",
+            flush=True,
+        )
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
