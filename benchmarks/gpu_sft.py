@@ -35,14 +35,15 @@ import torch
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsity
 
 RUNS = [
-    "tutorial:mix",
-    "harness:mix",
-    "tutorial:long",
     "harness:long",
-    "harness+liger:long",
-    "harness+compile:long",
-    "harness-batch4:long",
+    "tutorial:long",
+    "harness:mix",
+    "tutorial:mix",
+    "harness-batch8:long",
     "harness-nopack:long",
+    "harness+liger:long",
+    "harness-flex:long",
+    "harness+compile:long",
 ]
 
 
@@ -56,7 +57,8 @@ def settings_for(name: str, tiny: bool):
         "harness": FAST,
         "harness+liger": replace(FAST, liger=True),
         "harness+compile": replace(FAST, compile=True),
-        "harness-batch4": replace(FAST, batch_size=4),
+        "harness-batch8": replace(FAST, batch_size=8),
+        "harness-flex": replace(FAST, attention="flex_attention"),
         "harness-ckpt": replace(FAST, activation_checkpointing=True),
         # padded batches of whole rows, no packing: SDPA's flash path cannot take a padding mask
         "harness-nopack": replace(
@@ -65,7 +67,8 @@ def settings_for(name: str, tiny: bool):
     }
     s = replace(table[name], epochs=1000, logging_steps=1, save_steps=10**9, warmup_steps=0)
     if tiny:  # CPU smoke test: flex attention has no backward on the CPU
-        s = replace(s, max_length=min(s.max_length, 512), attention=s.attention and "sdpa")
+        flex = s.attention == "flex_attention"
+        s = replace(s, max_length=min(s.max_length, 512), attention="sdpa" if flex else s.attention)
     return s
 
 
@@ -110,7 +113,8 @@ def packing_leak(trainer, device: str) -> float:
     pos = batch["position_ids"].to(device)
     model = trainer.model
     model.eval()
-    with torch.no_grad():
+    half = torch.autocast("cuda", torch.bfloat16, enabled=device == "cuda")  # as in training
+    with torch.no_grad(), half:
         packed = model(input_ids=ids, position_ids=pos).logits[0]
         starts = (pos[0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
         worst = 0.0
@@ -121,10 +125,15 @@ def packing_leak(trainer, device: str) -> float:
     return worst
 
 
+def note(begun: float, what: str) -> None:
+    print(f"[{time.perf_counter() - begun:6.1f} s] {what}", file=sys.stderr, flush=True)
+
+
 def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> dict:
     """Train one configuration until `seconds` after `warmup` optimizer steps; measure."""
     from transformers import TrainerCallback
 
+    begun = time.perf_counter()
     from harness.env import versions
     from harness.sft.train import make_trainer
 
@@ -134,8 +143,11 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     settings = settings_for(name.split(":")[0], tiny)
     data = conversations(data_kind)
     out = Path(f"/tmp/gpu_sft/{name}-{data_kind}")
+    note(begun, "model built")
     trainer, route = make_trainer(lm, data, settings, out, progress=False)
+    note(begun, f"trainer ready: {len(trainer.train_dataset)} training rows")
     leak = packing_leak(trainer, device) if settings.packing else None
+    note(begun, f"packing check: {leak}")
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
@@ -146,6 +158,8 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
             if device == "cuda":
                 torch.cuda.synchronize()
             now, tokens = time.perf_counter(), trainer._total_train_tokens
+            if state.global_step <= warmup + 2:
+                note(begun, f"step {state.global_step}: {tokens} tokens")
             if state.global_step == warmup:
                 self.t0, self.tok0, self.step0 = now, tokens, state.global_step
                 if device == "cuda":
@@ -239,9 +253,11 @@ def main() -> None:
                 timeout=args.timeout,
                 env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
             )
-        except subprocess.TimeoutExpired:
-            results.append({"run": run, "error": f"timed out after {args.timeout} s"})
-            print(f"{run}: timed out", flush=True)
+        except subprocess.TimeoutExpired as e:
+            err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+            notes = "\n".join(ln for ln in err.splitlines() if ln.startswith("["))[-1500:]
+            results.append({"run": run, "error": f"timed out after {args.timeout} s", "log": notes})
+            print(f"{run}: timed out after {args.timeout} s\n{notes}", flush=True)
             continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:

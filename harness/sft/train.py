@@ -25,6 +25,7 @@ from ..env import versions
 from ..errors import InputError, Problem
 from ..models import LoadedModel
 from ..yamlio import MarkedDict, load_yaml
+from . import varlen
 from .data import SFTData
 
 EMBEDDED_MAX_PARAMS = 10_000_000  # below this, a model gets the fast "embedded" preset
@@ -84,7 +85,7 @@ FAST = SFTSettings(
     lr_scheduler="cosine",
     logging_steps=5,
     packing=True,
-    attention="flex_attention",
+    attention=varlen.ATTENTION,
 )
 
 
@@ -195,6 +196,8 @@ def make_trainer(
     dataset, route = build_dataset(data, lm.tokenizer)
     on_gpu = lm.device.startswith("cuda")
     if settings.attention:
+        if settings.attention == varlen.ATTENTION:
+            varlen.register()
         lm.model.set_attn_implementation(settings.attention)
     # flex attention is compiled; one padded shape per step compiles it once
     fixed_shape = settings.packing and settings.attention == "flex_attention"

@@ -1,0 +1,133 @@
+"""Padding-free attention for packed SFT batches: each packed row attends only to itself.
+
+TRL's padding-free collator flattens a packed batch into one sequence and passes the row
+boundaries as `cu_seq_lens_q`. transformers' SDPA path turns them into a dense block mask (memory
+and time grow with the square of the flattened length) and its flex path builds a block mask and
+compiles a kernel per shape; flash-attn is a separate install. PyTorch's own `varlen_attn` (Flash
+Attention over variable-length sequences, CUDA) takes the boundaries directly, so this registers
+it with transformers under `ATTENTION`. Elsewhere (CPU) each row runs causal SDPA on its own:
+the same result, slower.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION = "harness_varlen"
+
+
+def _per_row(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scale: float):
+    """Causal SDPA row by row; q, k, v are (1, heads, tokens, dim)."""
+    outs = []
+    bounds = cu.tolist()
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, a:b],
+                k[:, :, a:b],
+                v[:, :, a:b],
+                is_causal=True,
+                scale=scale,
+                enable_gqa=True,
+            )
+        )
+    return torch.cat(outs, dim=2)
+
+
+def _unpacked(query, key, value, attention_mask, scale: float) -> torch.Tensor:
+    """One causal sequence per batch row (generation, evaluation); no padding masks."""
+    if attention_mask is not None and attention_mask.ndim == 2 and not bool(attention_mask.all()):
+        raise ValueError(f"{ATTENTION} takes packed or unpadded batches, not padding masks")
+    q_len, k_len = query.shape[2], key.shape[2]
+    mask = None  # causal when the query covers the keys, else causal with an offset (KV cache)
+    if q_len != k_len:
+        mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
+    return F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, is_causal=mask is None, scale=scale, enable_gqa=True
+    )
+
+
+def _boundaries(cu: torch.Tensor | None, position_ids: torch.Tensor | None) -> torch.Tensor | None:
+    """Row starts of a packed batch: TRL's cu_seq_lens, else where position ids restart."""
+    if cu is not None:
+        return cu
+    if position_ids is None or position_ids.shape[0] != 1:
+        return None
+    starts = (position_ids[0] == 0).nonzero().flatten()
+    if starts.numel() <= 1:
+        return None
+    end = torch.tensor([position_ids.shape[1]], device=starts.device)
+    return torch.cat([starts, end])
+
+
+def varlen_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    max_length_q: int | None = None,
+    position_ids: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention signature: (batch, heads, tokens, dim) in, (batch, tokens, heads,
+    dim) out."""
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    cu = _boundaries(cu_seq_lens_q, position_ids)
+    if cu is None or query.shape[2] != key.shape[2]:
+        return _unpacked(query, key, value, attention_mask, scale).transpose(
+            1, 2
+        ).contiguous(), None
+    if query.shape[0] != 1:
+        raise ValueError(f"{ATTENTION}: a packed batch is one flattened row, got {query.shape[0]}")
+    cu = cu.to(device=query.device, dtype=torch.int32)
+    # Flash kernels take half precision; under autocast q and k leave Qwen3's norms in float32
+    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else query.dtype
+    if not query.is_cuda or dtype not in (torch.bfloat16, torch.float16):
+        return _per_row(query, key, value, cu, scale).transpose(1, 2).contiguous(), None
+    longest = int(max_length_q) if max_length_q is not None else int(cu.diff().max())
+    q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # (tokens, heads, dim)
+    return _varlen(q, k, v, cu, longest, scale).unsqueeze(0), None
+
+
+@cache
+def _varlen_options() -> tuple[Any, set[str]]:
+    from torch.nn.attention.varlen import varlen_attn
+
+    return varlen_attn, set(inspect.signature(varlen_attn).parameters)
+
+
+def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
+    """torch's varlen_attn, causal, across its versions' keywords (2.9-2.10: is_causal)."""
+    varlen_attn, params = _varlen_options()
+    kwargs: dict[str, Any] = {"scale": scale}
+    if "window_size" in params:
+        kwargs["window_size"] = (-1, 0)
+    else:
+        kwargs["is_causal"] = True
+    if k.shape[1] != q.shape[1]:
+        if "enable_gqa" in params:
+            kwargs["enable_gqa"] = True
+        else:
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
+
+
+def register() -> str:
+    """Make `ATTENTION` a valid `attn_implementation` (idempotent); returns its name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+
+    AttentionInterface.register(ATTENTION, varlen_attention)
+    # like flash attention: no dense mask, row boundaries come with the batch
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, flash_attention_mask)
+    return ATTENTION
