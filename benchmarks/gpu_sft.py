@@ -137,7 +137,10 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     from harness.env import versions
     from harness.sft.train import make_trainer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device, gpus = "cpu", int(os.environ.get("WORLD_SIZE", "1"))
+    if torch.cuda.is_available():  # under torchrun: one GPU per process, DDP through Trainer
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        torch.cuda.set_device(device)
     lm = build_lm(device, tiny)
     n_params = sum(p.numel() for p in lm.model.parameters())
     settings = settings_for(name.split(":")[0], tiny)
@@ -146,7 +149,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     note(begun, "model built")
     trainer, route = make_trainer(lm, data, settings, out, progress=False)
     note(begun, f"trainer ready: {len(trainer.train_dataset)} training rows")
-    leak = packing_leak(trainer, device) if settings.packing else None
+    leak = packing_leak(trainer, device.split(":")[0]) if settings.packing else None
     note(begun, f"packing check: {leak}")
 
     class Clock(TrainerCallback):
@@ -155,14 +158,14 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
             self.steps = 0
 
         def on_step_end(self, args, state, control, **kwargs):
-            if device == "cuda":
+            if device != "cpu":
                 torch.cuda.synchronize()
             now, tokens = time.perf_counter(), trainer._total_train_tokens
             if state.global_step <= warmup + 2:
                 note(begun, f"step {state.global_step}: {tokens} tokens")
             if state.global_step == warmup:
                 self.t0, self.tok0, self.step0 = now, tokens, state.global_step
-                if device == "cuda":
+                if device != "cpu":
                     torch.cuda.reset_peak_memory_stats()
             elif self.t0 is not None and now - self.t0 >= seconds:
                 self.t1, self.tok1, self.steps = now, tokens, state.global_step - self.step0
@@ -170,7 +173,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
 
     clock = Clock()
     trainer.add_callback(clock)
-    if device == "cuda":
+    if device != "cpu":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     trainer.train()
@@ -183,7 +186,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         rows = [sum(x) for x in trainer.train_dataset["seq_lengths"]]
         fill = sum(rows) / len(rows) / settings.max_length
     tok_s = fill * (clock.tok1 - clock.tok0) / (clock.t1 - clock.t0)
-    card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    card = torch.cuda.get_device_name() if device != "cpu" else "cpu"
     peak = next((v for k, v in PEAK_BF16.items() if k in card), None)
     curve = [
         {"step": h["step"], "loss": round(h["loss"], 4), "tokens": int(h.get("num_tokens", 0))}
@@ -202,9 +205,10 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         "timed_steps": clock.steps,
         "timed_seconds": round(clock.t1 - clock.t0, 2),
         "tokens_per_s": round(tok_s, 1),
-        "mfu": round(6 * n_params * tok_s / peak, 4) if peak else None,
+        "gpus": gpus,
+        "mfu": round(6 * n_params * tok_s / (peak * gpus), 4) if peak else None,
         "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2)
-        if device == "cuda"
+        if device != "cpu"
         else None,
         "wall_s_including_warmup": round(wall, 1),
         "packing_max_logit_diff": leak,
@@ -227,19 +231,24 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         name, data_kind = args.one.split(":")
-        print("RESULT " + json.dumps(one(name, data_kind, args.seconds, args.warmup, args.tiny)))
+        result = one(name, data_kind, args.seconds, args.warmup, args.tiny)
+        if os.environ.get("RANK", "0") == "0":
+            print("RESULT " + json.dumps(result))
         return
     results, begun = [], time.perf_counter()
     for run in args.runs.split(","):
         if time.perf_counter() - begun > args.budget:
             print(f"{run}: not started (--budget {args.budget} s spent)", flush=True)
             continue
+        spec, _, gpus = run.partition("@")  # config:data@2 runs on 2 GPUs under torchrun
+        launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
         cmd = [
             sys.executable,
+            *(launch if gpus else []),
             "-m",
             "benchmarks.gpu_sft",
             "--one",
-            run,
+            spec,
             "--seconds",
             str(args.seconds),
             "--warmup",
@@ -265,7 +274,7 @@ def main() -> None:
             results.append({"run": run, "error": tail})
             print(f"{run}: failed\n{tail}", flush=True)
             continue
-        r = json.loads(lines[-1][7:])
+        r = {**json.loads(lines[-1][7:]), "run": run}
         results.append(r)
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
         print(
