@@ -12,7 +12,9 @@ it is written as eos into the saved generation config.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import math
 import os
 import shutil
 import time
@@ -53,6 +55,13 @@ class SFTSettings:
     activation_checkpointing: bool = False
     liger: bool = False  # Liger's RMSNorm/SwiGLU/RoPE kernels (needs the liger-kernel package)
     compile: bool = False  # torch.compile the model
+    # Packed steps on a small data set: shorten the packed sequences until the run has at least
+    # `min_steps` optimizer steps (big steps over few tokens learn less per token, measured), and
+    # when lr_reference_rows is set scale the learning rate by rows per step / lr_reference_rows,
+    # up to lr_max (with this, packed steps learn per token what the tutorial's 8 rows do).
+    min_steps: int = 0
+    lr_reference_rows: int = 0
+    lr_max: float = 0.0
 
 
 # The tutorial's hyper-parameters, for real models.
@@ -73,10 +82,11 @@ EMBEDDED = SFTSettings(
 
 
 # harness's default on a CUDA GPU: rows packed into 8,192-token sequences, 2 of them per step
-# (16k tokens), bf16, no activation checkpointing; the learning rate scaled from the tutorial's by
-# the square root of the larger batch. Measured against TUTORIAL in benchmarks/RESULTS.md.
+# (16k tokens), padding-free varlen attention, bf16, Liger's kernels where installed, no activation
+# checkpointing. Measured against TUTORIAL in benchmarks/RESULTS.md (34-57x its tokens/s on an
+# H200, 24-27% MFU).
 FAST = SFTSettings(
-    learning_rate=2e-4,
+    learning_rate=8e-5,  # the tutorial's, for its 8 rows a step; scaled by rows/8 up to 8x
     epochs=1,
     batch_size=2,
     grad_accum=1,
@@ -86,6 +96,10 @@ FAST = SFTSettings(
     logging_steps=5,
     packing=True,
     attention=varlen.ATTENTION,
+    liger=True,
+    min_steps=200,
+    lr_reference_rows=8,
+    lr_max=6.4e-4,
 )
 
 
@@ -175,6 +189,70 @@ def for_processes(
     return settings
 
 
+def for_device(
+    settings: SFTSettings, device: str, log: Callable[[str], None] = print
+) -> SFTSettings:
+    """Drop what this machine cannot run, saying so: Liger's kernels need CUDA and the package."""
+    if settings.liger and not device.startswith("cuda"):
+        log("liger: off (Liger's kernels run on CUDA only)")
+        return replace(settings, liger=False)
+    if settings.liger and importlib.util.find_spec("liger_kernel") is None:
+        log("liger: off (pip install liger-kernel for about 1.5x the tokens/s on a GPU)")
+        return replace(settings, liger=False)
+    return settings
+
+
+def plan_steps(
+    settings: SFTSettings,
+    lengths: list[int],
+    processes: int = 1,
+    log: Callable[[str], None] = print,
+) -> SFTSettings:
+    """Size packed steps to the data: at least `min_steps` of them, rows never truncated, and the
+    learning rate scaled linearly to the rows a step holds (sqrt scaling learned less per token in
+    benchmarks/sft_loss_cpu.py). `lengths`: tokens of each row."""
+    if not settings.packing or not lengths:
+        return settings
+    total = sum(lengths) * settings.epochs
+    per_step = settings.batch_size * settings.max_length * settings.grad_accum * processes
+    if settings.min_steps and total / per_step < settings.min_steps:
+        want = math.ceil(total / settings.min_steps / processes / 64) * 64
+        length = min(settings.max_length, max(want, max(lengths)))
+        settings = replace(settings, batch_size=1, grad_accum=1, max_length=length)
+        per_step = length * processes
+    steps = max(1, math.ceil(total / per_step))
+    rows = len(lengths) * settings.epochs / steps
+    note = (
+        f"packing {len(lengths)} rows ({sum(lengths)} tokens) into {settings.batch_size} x "
+        f"{settings.max_length}-token sequences x {settings.grad_accum * processes}: about {steps} "
+        f"steps of {rows:.0f} rows"
+    )
+    if settings.lr_reference_rows:
+        lr = settings.learning_rate * rows / settings.lr_reference_rows
+        if settings.lr_max:
+            lr = min(lr, settings.lr_max)
+        note += (
+            f"; learning rate {settings.learning_rate:g} x {rows:.0f}/"
+            f"{settings.lr_reference_rows} rows = {lr:.3g}"
+            + (" (the cap, lr_max)" if lr == settings.lr_max else "")
+        )
+        settings = replace(settings, learning_rate=lr, lr_reference_rows=0)
+    log(note)
+    return settings
+
+
+def row_lengths(data: SFTData, tokenizer: Any) -> list[int]:
+    """Tokens of each row through the chat template (what packing fills sequences with)."""
+    return [
+        len(
+            tokenizer.apply_chat_template(data.messages(i), tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
+        for i in range(len(data))
+    ]
+
+
 def make_trainer(
     lm: LoadedModel,
     data: SFTData,
@@ -262,11 +340,14 @@ def train(
 
     start = time.time()
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    settings = for_processes(settings, processes, log)
+    settings = for_device(for_processes(settings, processes, log), lm.device, log)
     if settings.max_rows and len(data) > settings.max_rows:
         data = data.sample(settings.max_rows, settings.seed)
         log(f"training on a seeded sample of {len(data)} rows (max_rows)")
+    if settings.packing and (settings.min_steps or settings.lr_reference_rows):
+        settings = plan_steps(settings, row_lengths(data, lm.tokenizer), processes, log)
     checkpoints = out / "checkpoints"
+    attention = lm.model.config._attn_implementation  # training may swap it; restored to save
     trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress)
     resume = _last_checkpoint(checkpoints)
     if resume:
@@ -284,6 +365,8 @@ def train(
     if not trainer.is_world_process_zero():  # rank 0 alone writes the result
         return {"steps": trainer.state.global_step, "rank": int(os.environ.get("RANK", "0"))}
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    if attention and model.config._attn_implementation != attention:
+        model.set_attn_implementation(attention)
     stop_ids = list(lm.chat.stop_token_ids)
     model.generation_config = GenerationConfig(
         eos_token_id=stop_ids, pad_token_id=lm.tokenizer.pad_token_id

@@ -91,7 +91,8 @@ def varlen_attention(
     cu = cu.to(device=query.device, dtype=torch.int32)
     # Flash kernels take half precision; under autocast q and k leave Qwen3's norms in float32
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else query.dtype
-    if not query.is_cuda or dtype not in (torch.bfloat16, torch.float16):
+    half = dtype in (torch.bfloat16, torch.float16)
+    if not query.is_cuda or not half or _varlen_options() is None:  # torch < 2.9 has no varlen
         return _per_row(query, key, value, cu, scale).transpose(1, 2).contiguous(), None
     longest = int(max_length_q) if max_length_q is not None else int(cu.diff().max())
     q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # (tokens, heads, dim)
@@ -99,15 +100,17 @@ def varlen_attention(
 
 
 @cache
-def _varlen_options() -> tuple[Any, set[str]]:
-    from torch.nn.attention.varlen import varlen_attn
-
+def _varlen_options() -> tuple[Any, set[str]] | None:
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
     return varlen_attn, set(inspect.signature(varlen_attn).parameters)
 
 
 def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
     """torch's varlen_attn, causal, across its versions' keywords (2.9-2.10: is_causal)."""
-    varlen_attn, params = _varlen_options()
+    varlen_attn, params = _varlen_options()  # type: ignore[misc]
     kwargs: dict[str, Any] = {"scale": scale}
     if "window_size" in params:
         kwargs["window_size"] = (-1, 0)

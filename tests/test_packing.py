@@ -1,0 +1,172 @@
+"""Packed, padding-free SFT (harness's CUDA default): rows share a sequence but never attend to
+each other, only assistant tokens are trained, and the saved model is an ordinary checkpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.models import ModelSpec, load
+from harness.sft import varlen
+from harness.sft.data import load_data
+from harness.sft.train import (
+    EMBEDDED,
+    FAST,
+    TUTORIAL,
+    default_settings,
+    make_trainer,
+    plan_steps,
+)
+
+from .conftest import chat_rows, jsonl, run_cli
+
+PACKED = replace(EMBEDDED, packing=True, attention=varlen.ATTENTION, max_length=256, batch_size=2)
+
+
+def reference(q, k, v, offset: int = 0):
+    """Causal attention spelled out: softmax(q k^T / sqrt(d) + causal mask) v, GQA by repeat."""
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    allowed = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool).tril(offset)
+    return (scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v).transpose(1, 2)
+
+
+def qkv(tokens: int, seed: int = 0, kv_tokens: int | None = None):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, 4, tokens, 8, generator=g)
+    k = torch.randn(1, 2, kv_tokens or tokens, 8, generator=g)
+    v = torch.randn(1, 2, kv_tokens or tokens, 8, generator=g)
+    return q, k, v
+
+
+def test_varlen_attention_keeps_packed_rows_apart():
+    q, k, v = qkv(12)
+    lengths = [5, 3, 4]
+    cu = torch.tensor([0, 5, 8, 12])
+    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
+    by_cu, _ = varlen.varlen_attention(None, q, k, v, None, cu_seq_lens_q=cu)
+    by_positions, _ = varlen.varlen_attention(None, q, k, v, None, position_ids=position_ids)
+    for a, b in zip(cu.tolist(), cu.tolist()[1:], strict=False):
+        alone = reference(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b])
+        torch.testing.assert_close(by_cu[:, a:b], alone)
+        torch.testing.assert_close(by_positions[:, a:b], alone)
+    # the whole sequence as one row is a different (contaminated) answer: the test can tell
+    assert not torch.allclose(by_cu, reference(q, k, v), atol=1e-3)
+
+
+def test_varlen_attention_outside_packing_is_plain_causal_attention():
+    q, k, v = qkv(7)
+    out, _ = varlen.varlen_attention(None, q, k, v, None)
+    torch.testing.assert_close(out, reference(q, k, v))
+    q, k, v = qkv(2, kv_tokens=9)  # decoding with a KV cache: the queries are the last 2 tokens
+    out, _ = varlen.varlen_attention(None, q, k, v, None)
+    torch.testing.assert_close(out, reference(q, k, v, offset=7))
+    with pytest.raises(ValueError, match="not padding masks"):
+        varlen.varlen_attention(None, *qkv(4), torch.tensor([[0, 1, 1, 1]]))
+
+
+@pytest.fixture
+def packed_trainer(random_model_dir, write, tmp_path):
+    lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
+    data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
+    trainer, route = make_trainer(lm, data, PACKED, tmp_path / "ck", progress=False)
+    return lm, trainer, route
+
+
+def test_packed_batch_equals_rows_run_alone(packed_trainer):
+    lm, trainer, route = packed_trainer
+    assert route == "assistant_only_loss"
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, pos = batch["input_ids"], batch["position_ids"]
+    assert ids.shape[0] == 1 and "attention_mask" not in batch  # one flattened row, no padding
+    starts = (pos[0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
+    assert len(starts) > 8  # many conversations share the sequence
+    model = trainer.model.eval()
+    with torch.no_grad():
+        packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+        for a, b in zip(starts, starts[1:], strict=False):
+            alone = model(input_ids=ids[:, a:b]).logits[0]
+            torch.testing.assert_close(packed[a:b], alone, atol=1e-5, rtol=1e-5)
+    # and the loss covers the assistant's answers only, each ending in the turn-end token
+    labels = batch["labels"][0]
+    for a, b in zip(starts, starts[1:], strict=False):
+        row = labels[a:b]
+        trained = lm.tokenizer.decode(ids[0, a:b][row != -100])
+        assert re.fullmatch(r"\d+ \+ 1 = \d+<\|im_end\|>", trained), trained
+
+
+def test_packed_loss_is_the_token_mean_over_rows(packed_trainer):
+    """Packing changes how rows are laid out, not the loss a step optimises."""
+    _, trainer, _ = packed_trainer
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model.eval()
+    ids, labels, pos = batch["input_ids"], batch["labels"], batch["position_ids"]
+    starts = (pos[0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for a, b in zip(starts, starts[1:], strict=False):
+            logits = model(input_ids=ids[:, a:b]).logits[0, :-1]
+            target = labels[0, a + 1 : b]
+            keep = target != -100
+            total += F.cross_entropy(logits[keep], target[keep], reduction="sum").item()
+            count += int(keep.sum())
+        loss = trainer.compute_loss(model, batch)
+    assert loss.item() == pytest.approx(total / count, rel=1e-4)
+
+
+def test_packed_sft_trains_and_saves_an_ordinary_checkpoint(random_model_dir, write, tmp_path):
+    data = write("d.jsonl", jsonl(chat_rows(120)))
+    config = write(
+        "packed.yaml",
+        "packing: true\nattention: harness_varlen\nliger: true\nmax_length: 256\nbatch_size: 2\n"
+        "epochs: 2\nlogging_steps: 2\n",
+    )
+    out = tmp_path / "tuned"
+    args = ["sft", "--model", str(random_model_dir), "--data", str(data), "--out", str(out)]
+    assert run_cli(*args, "--no-register", "--config", str(config), "--quiet") == 0
+    info = json.loads((out / "sft.json").read_text())
+    assert info["settings"]["packing"] is True and info["settings"]["liger"] is False  # CPU
+    curve = [p["loss"] for p in info["loss_curve"]]
+    assert curve[-1] < curve[0]
+    assert "harness_varlen" not in (out / "config.json").read_text()
+    reloaded = load(ModelSpec("t", "path", str(out)), device="cpu")
+    assert reloaded.model.config._attn_implementation != varlen.ATTENTION
+
+
+def test_bad_boolean_setting_is_named(random_model_dir, write, tmp_path, capsys):
+    data = write("d.jsonl", jsonl(chat_rows(8)))
+    config = write("bad.yaml", "packing: 3\n")
+    args = ["sft", "--model", str(random_model_dir), "--data", str(data), "--no-register"]
+    assert run_cli(*args, "--out", str(tmp_path / "x"), "--config", str(config), "--quiet") == 2
+    assert f"{config}:1: packing: expected bool, got 3" in capsys.readouterr().err
+
+
+def test_presets_by_model_size_and_device():
+    assert default_settings(500_000, "cuda") == ("embedded", EMBEDDED)
+    assert default_settings(600_000_000, "cuda:1") == ("fast", FAST)
+    assert default_settings(600_000_000, "cpu") == ("tutorial", TUTORIAL)
+    assert FAST.packing and FAST.attention == varlen.ATTENTION and not FAST.activation_checkpointing
+
+
+def test_steps_are_sized_to_the_data():
+    logs: list[str] = []
+    small = plan_steps(FAST, [50] * 6000, log=logs.append)  # 300k tokens: 16k-token steps = 18
+    assert (small.batch_size, small.max_length) == (1, 1536)  # about 195 steps of ~31 rows
+    assert small.learning_rate == pytest.approx(8e-5 * 6000 / 196 / 8, rel=1e-6)
+    assert "about 196 steps of 31 rows" in logs[0] and "learning rate 8e-05 x 31/8 rows" in logs[0]
+    big = plan_steps(FAST, [500] * 100_000, log=logs.append)  # 50M tokens: full-size steps
+    assert (big.batch_size, big.max_length) == (2, 8192)
+    assert big.learning_rate == pytest.approx(8e-5 * 100_000 / 3052 / 8, rel=1e-6)
+    short = plan_steps(FAST, [40] * 2_000_000, log=logs.append)  # 400 rows a step: capped
+    assert short.learning_rate == FAST.lr_max and "(the cap, lr_max)" in logs[-1]
+    long_row = plan_steps(FAST, [3000] + [50] * 100, log=logs.append)
+    assert long_row.max_length == 3000  # a row is never cut to make more steps
+    two = plan_steps(FAST, [50] * 6000, processes=2, log=logs.append)
+    assert two.max_length == 768  # the same tokens a step, split over two processes
+    assert plan_steps(TUTORIAL, [50] * 10) == TUTORIAL  # unpacked settings stay as they are
