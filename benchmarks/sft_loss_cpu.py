@@ -4,7 +4,7 @@ Speed settings (packing, bf16, Liger kernels) must not change the result of a st
 size does change it, so this trains a *pretrained* model (the embedded base: random weights say
 little about fine-tuning) on the same rows with the tutorial's settings (batch 1 x accumulation 8,
 learning rate 8e-5) and with harness's CUDA default's optimisation settings (packed steps of up
-to 16k tokens, at least 200 of them, learning rate 8e-5 x rows per step / 8 up to 6.4e-4, cosine;
+to 16k tokens, at least 200 of them, learning rate 8e-5 x rows per step / 8 up to 6.4e-4, linear;
 and, to show why, the same with 16k-token steps whatever the data size), and measures the loss
 on held-out conversations (assistant tokens only) as training goes.
 

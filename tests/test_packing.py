@@ -141,10 +141,16 @@ def test_packed_sft_trains_and_saves_an_ordinary_checkpoint(random_model_dir, wr
 
 def test_bad_boolean_setting_is_named(random_model_dir, write, tmp_path, capsys):
     data = write("d.jsonl", jsonl(chat_rows(8)))
-    config = write("bad.yaml", "packing: 3\n")
+    config = write(
+        "bad.yaml", "packing: 3\nattention: flash\noptimizer: adam\nlr_scheduler: cosine\n"
+    )
     args = ["sft", "--model", str(random_model_dir), "--data", str(data), "--no-register"]
     assert run_cli(*args, "--out", str(tmp_path / "x"), "--config", str(config), "--quiet") == 2
-    assert f"{config}:1: packing: expected bool, got 3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{config}:1: packing: expected bool, got 3" in err
+    assert f"{config}:2: attention: 'flash' is not one of: , eager, sdpa, flex_attention" in err
+    assert f"{config}:3: optimizer: 'adam' is not one of:" in err and "adamw_torch_fused" in err
+    assert "lr_scheduler" not in err  # a valid value
 
 
 def test_presets_by_model_size_and_device():
@@ -169,4 +175,6 @@ def test_steps_are_sized_to_the_data():
     assert long_row.max_length == 3000  # a row is never cut to make more steps
     two = plan_steps(FAST, [50] * 6000, processes=2, log=logs.append)
     assert two.max_length == 768  # the same tokens a step, split over two processes
+    few_long = plan_steps(FAST, [1000] * 400, log=logs.append)  # 50 steps of 8 rows, not 200 of 2
+    assert few_long.max_length == 8000 and few_long.learning_rate == pytest.approx(8e-5)
     assert plan_steps(TUTORIAL, [50] * 10) == TUTORIAL  # unpacked settings stay as they are

@@ -55,6 +55,7 @@ class SFTSettings:
     activation_checkpointing: bool = False
     liger: bool = False  # Liger's RMSNorm/SwiGLU/RoPE kernels (needs the liger-kernel package)
     compile: bool = False  # torch.compile the model
+    optimizer: str = ""  # TrainingArguments.optim ("": its default, adamw_torch)
     # Packed steps on a small data set: shorten the packed sequences until the run has at least
     # `min_steps` optimizer steps (big steps over few tokens learn less per token, measured), and
     # when lr_reference_rows is set scale the learning rate by rows per step / lr_reference_rows,
@@ -92,7 +93,7 @@ FAST = SFTSettings(
     grad_accum=1,
     max_length=8192,
     warmup_steps=10,
-    lr_scheduler="cosine",
+    lr_scheduler="linear",  # the tutorial's
     logging_steps=5,
     packing=True,
     attention=varlen.ATTENTION,
@@ -132,10 +133,31 @@ def settings_from_yaml(path: Path, base: SFTSettings) -> SFTSettings:
                 Problem(str(path), f"expected {want.__name__}, got {value!r}", line, key)
             )
             continue
+        allowed = _choices(key)
+        if allowed is not None and value not in allowed:
+            problems.append(
+                Problem(str(path), f"{value!r} is not one of: {', '.join(allowed)}", line, key)
+            )
+            continue
         values[key] = float(value) if want is float else value
     if problems:
         raise InputError(problems=problems)
     return replace(base, **values)
+
+
+def _choices(key: str) -> list[str] | None:
+    """The values a string setting may take (None: any)."""
+    if key == "attention":
+        return ["", "eager", "sdpa", "flex_attention", "flash_attention_2", varlen.ATTENTION]
+    if key == "optimizer":
+        from transformers.training_args import OptimizerNames
+
+        return ["", *(o.value for o in OptimizerNames)]
+    if key == "lr_scheduler":
+        from transformers import SchedulerType
+
+        return [t.value for t in SchedulerType]
+    return None
 
 
 def uses_generation_marks(tokenizer: Any) -> bool:
@@ -215,13 +237,19 @@ def plan_steps(
         return settings
     total = sum(lengths) * settings.epochs
     per_step = settings.batch_size * settings.max_length * settings.grad_accum * processes
-    if settings.min_steps and total / per_step < settings.min_steps:
-        want = math.ceil(total / settings.min_steps / processes / 64) * 64
+    # never smaller steps than the reference's rows (a few long rows would give steps of one)
+    min_steps = min(
+        settings.min_steps, len(lengths) * settings.epochs / (settings.lr_reference_rows or 1)
+    )
+    if min_steps and total / per_step < min_steps:
+        want = math.ceil(total / min_steps / processes / 64) * 64
         length = min(settings.max_length, max(want, max(lengths)))
         settings = replace(settings, batch_size=1, grad_accum=1, max_length=length)
         per_step = length * processes
     steps = max(1, math.ceil(total / per_step))
     rows = len(lengths) * settings.epochs / steps
+    # warm-up takes at most 5% of a short run
+    settings = replace(settings, warmup_steps=min(settings.warmup_steps, steps // 20))
     note = (
         f"packing {len(lengths)} rows ({sum(lengths)} tokens) into {settings.batch_size} x "
         f"{settings.max_length}-token sequences x {settings.grad_accum * processes}: about {steps} "
@@ -309,6 +337,7 @@ def make_trainer(
         pad_to_multiple_of=settings.batch_size * settings.max_length if fixed_shape else None,
         use_liger_kernel=settings.liger,
         torch_compile=settings.compile,
+        **({"optim": settings.optimizer} if settings.optimizer else {}),
         use_cpu=not on_gpu,
         report_to="none",
         disable_tqdm=not progress,
