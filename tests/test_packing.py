@@ -21,6 +21,7 @@ from harness.sft.train import (
     default_settings,
     make_trainer,
     plan_steps,
+    respect_choices,
 )
 
 from .conftest import chat_rows, jsonl, run_cli
@@ -178,3 +179,17 @@ def test_steps_are_sized_to_the_data():
     few_long = plan_steps(FAST, [1000] * 400, log=logs.append)  # 50 steps of 8 rows, not 200 of 2
     assert few_long.max_length == 8000 and few_long.learning_rate == pytest.approx(8e-5)
     assert plan_steps(TUTORIAL, [50] * 10) == TUTORIAL  # unpacked settings stay as they are
+
+
+def test_chosen_settings_are_not_replanned():
+    logs: list[str] = []
+    mine = respect_choices(
+        replace(FAST, learning_rate=1e-4, max_length=512),
+        {"learning_rate", "max_length"},
+        logs.append,
+    )
+    assert mine.lr_reference_rows == 0 and mine.min_steps == 0
+    planned = plan_steps(mine, [50] * 6000, log=logs.append)
+    assert (planned.learning_rate, planned.max_length, planned.batch_size) == (1e-4, 512, 2)
+    assert logs[0] == "learning rate 0.0001 as chosen (not scaled to the step size)"
+    assert respect_choices(FAST, {"epochs"}) == FAST

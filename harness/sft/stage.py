@@ -12,7 +12,7 @@ from ..models import ModelSpec, load, register
 from ..suites import Suite
 from .data import load_many
 from .overlap import find_overlaps
-from .train import default_settings, settings_from_yaml, train
+from .train import default_settings, respect_choices, settings_from_yaml, train
 
 MAX_LISTED = 15
 
@@ -61,12 +61,16 @@ def run_sft(
         )
     lm = load(spec, device=device, dtype="float32")
     preset, settings = default_settings(sum(p.numel() for p in lm.model.parameters()), lm.device)
+    chosen: set[str] = set()
     if config:
-        settings = settings_from_yaml(config, settings)
+        settings, keys = settings_from_yaml(config, settings)
+        chosen |= keys
         preset += f"+{config}"
     if overrides := {k: v for k, v in (overrides or {}).items() if v is not None}:
         settings = replace(settings, **overrides)
+        chosen |= set(overrides)
         preset += "+flags"
+    settings = respect_choices(settings, chosen, log)
     info = train(lm, data, out, settings, preset, progress=progress, log=log)
     if "rank" in info:  # not rank 0 of a multi-process run: rank 0 saves and registers
         return info

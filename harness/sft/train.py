@@ -112,8 +112,9 @@ def default_settings(n_params: int, device: str = "cpu") -> tuple[str, SFTSettin
     return "tutorial", TUTORIAL
 
 
-def settings_from_yaml(path: Path, base: SFTSettings) -> SFTSettings:
-    """A YAML file of SFTSettings fields over `base`; unknown keys and bad types are errors."""
+def settings_from_yaml(path: Path, base: SFTSettings) -> tuple[SFTSettings, set[str]]:
+    """A YAML file of SFTSettings fields over `base`, and the keys it set; unknown keys, bad types
+    and unknown choices are errors."""
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise InputError(problems=[Problem(str(path), "expected a mapping of settings", 1)])
@@ -142,7 +143,26 @@ def settings_from_yaml(path: Path, base: SFTSettings) -> SFTSettings:
         values[key] = float(value) if want is float else value
     if problems:
         raise InputError(problems=problems)
-    return replace(base, **values)
+    return replace(base, **values), set(values)
+
+
+def respect_choices(
+    settings: SFTSettings, chosen: set[str], log: Callable[[str], None] = print
+) -> SFTSettings:
+    """What a user set is used as set: a chosen learning rate is not rescaled, a chosen step size
+    is not resized (unless lr_reference_rows / min_steps are chosen too)."""
+    if (
+        settings.lr_reference_rows
+        and "learning_rate" in chosen
+        and "lr_reference_rows" not in chosen
+    ):
+        log(f"learning rate {settings.learning_rate:g} as chosen (not scaled to the step size)")
+        settings = replace(settings, lr_reference_rows=0)
+    sizes = {"batch_size", "max_length", "grad_accum"} & chosen
+    if settings.min_steps and sizes and "min_steps" not in chosen:
+        log(f"step size as chosen ({', '.join(sorted(sizes))}; not resized to the data)")
+        settings = replace(settings, min_steps=0)
+    return settings
 
 
 def _choices(key: str) -> list[str] | None:
