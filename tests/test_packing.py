@@ -193,3 +193,23 @@ def test_chosen_settings_are_not_replanned():
     assert (planned.learning_rate, planned.max_length, planned.batch_size) == (1e-4, 512, 2)
     assert logs[0] == "learning rate 0.0001 as chosen (not scaled to the step size)"
     assert respect_choices(FAST, {"epochs"}) == FAST
+
+
+def test_packing_with_completion_only_loss(random_model_dir, write, tmp_path):
+    """Templates without generation marks train prompt/completion pairs; packed, too."""
+    chatml = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    spec = ModelSpec("m", "path", str(random_model_dir), chat_template=chatml)
+    lm = load(spec, device="cpu")
+    data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
+    trainer, route = make_trainer(lm, data, PACKED, tmp_path / "ck", progress=False)
+    assert route == "completion_only_loss"
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, labels, pos = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
+    starts = (pos == 0).nonzero().flatten().tolist() + [len(ids)]
+    assert len(starts) > 8
+    for a, b in zip(starts, starts[1:], strict=False):
+        trained = lm.tokenizer.decode(ids[a:b][labels[a:b] != -100])
+        assert re.fullmatch(r"\d+ \+ 1 = \d+<\|im_end\|>\n?", trained), trained
