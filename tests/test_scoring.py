@@ -36,6 +36,14 @@ def test_numeric_takes_the_final_number():
     assert not s.correct and s.detail == {"extracted": None}
 
 
+def test_numeric_can_require_the_answer_to_stop():
+    ramble = "1+1-1 = 1. Now 2+2 = 4, 4-3 = 1"  # never stopped, last number right by chance
+    assert run("numeric", ramble, 1, finish="length").correct
+    s = run("numeric", ramble, 1, finish="length", require_stop=True)
+    assert not s.correct and s.detail == {"extracted": None, "stopped": False}
+    assert run("numeric", "1+1-1 = 1", 1, finish="eos", require_stop=True).correct
+
+
 def test_exact_normalises_case_space_and_punctuation():
     assert run("exact", "  Paris. ", "paris").correct
     assert run("exact", '"Yes"', "yes").correct

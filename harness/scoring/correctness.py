@@ -36,9 +36,19 @@ def exact(c: Candidate, *, case_sensitive: bool = False) -> Score:
 
 @scorer("numeric", needs_answer=True, answer_type=int | float)
 def numeric(
-    c: Candidate, *, tolerance: float = 0.0, take: Literal["last", "first"] = "last"
+    c: Candidate,
+    *,
+    tolerance: float = 0.0,
+    take: Literal["last", "first"] = "last",
+    require_stop: bool = False,
 ) -> Score:
-    """The final number in the answer (or the first, with take: first) equals the expected one."""
+    """The final number in the answer (or the first, with take: first) equals the expected one.
+
+    With require_stop, an answer cut off at the token limit is wrong whatever its last number:
+    a model that rambles through many numbers can otherwise end on the right one by chance.
+    """
+    if require_stop and c.finish_reason == "length":
+        return Score(False, 0.0, {"extracted": None, "stopped": False})
     found = numbers(c.output)
     if not found:
         return Score(False, 0.0, {"extracted": None})
