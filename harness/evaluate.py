@@ -210,8 +210,10 @@ def _run_suite(
     if not todo:
         log(f"  {suite.name}: all {len(requests)} samples already done")
         return
-    bar = _bar(todo, f"{lm.spec.name}/{suite.name}", progress)
-    start = time.perf_counter()
+    # under several ranks each decodes only its share, whose size the batch plan decides
+    share = "" if world.size == 1 else f" (rank {world.rank})"
+    bar = _bar(todo if world.size == 1 else None, f"{lm.spec.name}/{suite.name}{share}", progress)
+    start, made = time.perf_counter(), 0
 
     def record_event(event: dict) -> None:
         run.setdefault("events", []).append(
@@ -235,8 +237,9 @@ def _run_suite(
         records = [make_record(lm.spec.name, suite, by_id[g.id], prompts[g.id], g) for g in batch]
         folder.append_samples(records)
         done.update(key_of(r) for r in records)
+        made += len(records)
     bar.close()
-    log(f"  {suite.name}: {todo} samples in {time.perf_counter() - start:.1f} s")
+    log(f"  {suite.name}{share}: {made} samples in {time.perf_counter() - start:.1f} s")
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

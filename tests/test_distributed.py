@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -58,8 +59,11 @@ def test_two_ranks_equal_one_process_and_resume_per_rank(
     single = tmp_path / "single"
     assert run_cli("run", *common, "--out", str(single)) == 0
     multi = tmp_path / "multi"
-    torchrun(*common, "--out", str(multi))
+    log = torchrun(*common, "--out", str(multi)).stdout
     assert outputs(multi) == outputs(single)
+    # each rank reports its own share (batches of 3 dealt round-robin), not the whole suite
+    shares = [int(n) for n in re.findall(r"\(rank \d\): (\d+) samples", log)]
+    assert len(shares) == 4 and sum(shares) == len(outputs(single)) and max(shares) < 17
     assert not list(multi.glob("samples.rank*"))  # merged into samples.jsonl
     run = json.loads((multi / "run.json").read_text())
     assert run["status"] == "complete" and {"event": "ranks", "ranks": 2} in [
