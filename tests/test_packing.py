@@ -193,6 +193,9 @@ def test_chosen_settings_are_not_replanned():
     assert (planned.learning_rate, planned.max_length, planned.batch_size) == (1e-4, 512, 2)
     assert logs[0] == "learning rate 0.0001 as chosen (not scaled to the step size)"
     assert respect_choices(FAST, {"epochs"}) == FAST
+    warm = plan_steps(respect_choices(FAST, {"warmup_steps"}), [50] * 6000, log=logs.append)
+    assert warm.warmup_steps == FAST.warmup_steps  # not cut to 5% of the steps
+    assert plan_steps(FAST, [1000] * 400, log=logs.append).warmup_steps == 2  # 5% of 50 steps
 
 
 def test_packing_with_completion_only_loss(random_model_dir, write, tmp_path):

@@ -63,6 +63,7 @@ class SFTSettings:
     min_steps: int = 0
     lr_reference_rows: int = 0
     lr_max: float = 0.0
+    warmup_max_fraction: float = 0.0  # packed runs: warm-up no longer than this share of steps
 
 
 # The tutorial's hyper-parameters, for real models.
@@ -101,6 +102,7 @@ FAST = SFTSettings(
     min_steps=200,
     lr_reference_rows=8,
     lr_max=6.4e-4,
+    warmup_max_fraction=0.05,
 )
 
 
@@ -150,7 +152,7 @@ def respect_choices(
     settings: SFTSettings, chosen: set[str], log: Callable[[str], None] = print
 ) -> SFTSettings:
     """What a user set is used as set: a chosen learning rate is not rescaled, a chosen step size
-    is not resized (unless lr_reference_rows / min_steps are chosen too)."""
+    is not resized, a chosen warm-up not shortened (unless the planning settings are chosen too)."""
     if (
         settings.lr_reference_rows
         and "learning_rate" in chosen
@@ -158,6 +160,8 @@ def respect_choices(
     ):
         log(f"learning rate {settings.learning_rate:g} as chosen (not scaled to the step size)")
         settings = replace(settings, lr_reference_rows=0)
+    if "warmup_steps" in chosen and "warmup_max_fraction" not in chosen:
+        settings = replace(settings, warmup_max_fraction=0.0)
     sizes = {"batch_size", "max_length", "grad_accum"} & chosen
     if settings.min_steps and sizes and "min_steps" not in chosen:
         log(f"step size as chosen ({', '.join(sorted(sizes))}; not resized to the data)")
@@ -268,8 +272,9 @@ def plan_steps(
         per_step = length * processes
     steps = max(1, math.ceil(total / per_step))
     rows = len(lengths) * settings.epochs / steps
-    # warm-up takes at most 5% of a short run
-    settings = replace(settings, warmup_steps=min(settings.warmup_steps, steps // 20))
+    if settings.warmup_max_fraction:  # a short run does not spend itself warming up
+        cap = int(steps * settings.warmup_max_fraction)
+        settings = replace(settings, warmup_steps=min(settings.warmup_steps, cap))
     note = (
         f"packing {len(lengths)} rows ({sum(lengths)} tokens) into {settings.batch_size} x "
         f"{settings.max_length}-token sequences x {settings.grad_accum * processes}: about {steps} "
@@ -393,7 +398,9 @@ def train(
     if settings.max_rows and len(data) > settings.max_rows:
         data = data.sample(settings.max_rows, settings.seed)
         log(f"training on a seeded sample of {len(data)} rows (max_rows)")
-    if settings.packing and (settings.min_steps or settings.lr_reference_rows):
+    if settings.packing and (
+        settings.min_steps or settings.lr_reference_rows or settings.warmup_max_fraction
+    ):
         settings = plan_steps(settings, row_lengths(data, lm.tokenizer), processes, log)
     checkpoints = out / "checkpoints"
     attention = lm.model.config._attn_implementation  # training may swap it; restored to save
