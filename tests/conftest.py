@@ -85,6 +85,15 @@ def run_cli(*args: str) -> int:
     return info.value.code
 
 
+def sft_args(
+    model: object, data: object, out: object, *, config: object = None, name: str | None = None
+) -> list[str]:
+    """`harness sft` arguments as the tests use them: quiet, unregistered unless named."""
+    args = ["sft", "--model", str(model), "--data", str(data), "--out", str(out), "--quiet"]
+    args += ["--name", name] if name else ["--no-register"]
+    return args + (["--config", str(config)] if config else [])
+
+
 def chat_rows(n: int) -> list[dict]:
     """`n` tiny chat rows ("What is a + 1?" -> "a + 1 = a+1") for SFT tests."""
     return [

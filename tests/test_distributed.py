@@ -9,7 +9,7 @@ import sys
 
 from harness.results import RunFolder
 
-from .conftest import chat_rows, jsonl, run_cli
+from .conftest import chat_rows, jsonl, run_cli, sft_args
 
 SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
     f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}? {'Think. ' * (i % 4)}', "
@@ -26,6 +26,7 @@ def outputs(folder):
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """`harness ARGS` in two processes (gloo on CPU); fails the test on a non-zero exit."""
     cmd = [
         sys.executable,
         "-m",
@@ -35,7 +36,6 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
         "2",
         "-m",
         "harness",
-        "run",
         *args,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -59,7 +59,7 @@ def test_two_ranks_equal_one_process_and_resume_per_rank(
     single = tmp_path / "single"
     assert run_cli("run", *common, "--out", str(single)) == 0
     multi = tmp_path / "multi"
-    log = torchrun(*common, "--out", str(multi)).stdout
+    log = torchrun("run", *common, "--out", str(multi)).stdout
     assert outputs(multi) == outputs(single)
     # each rank reports its own share (batches of 3 dealt round-robin), not the whole suite
     shares = [int(n) for n in re.findall(r"\(rank \d\): (\d+) samples", log)]
@@ -78,7 +78,7 @@ def test_two_ranks_equal_one_process_and_resume_per_rank(
     lines = (multi / "samples.jsonl").read_text().splitlines(keepends=True)
     (part / "samples.rank0.jsonl").write_text("".join(lines[:5]) + lines[5][:40])
     (part / "samples.rank1.jsonl").write_text("".join(lines[20:24]))
-    torchrun(*common, "--out", str(part), "--resume")
+    torchrun("run", *common, "--out", str(part), "--resume")
     assert outputs(part) == outputs(single)
     assert len(RunFolder(part).read_samples()) == 34 and not list(part.glob("samples.rank*"))
 
@@ -87,29 +87,7 @@ def test_two_process_sft_trains_with_the_same_effective_batch(write, random_mode
     data = write("d.jsonl", jsonl(chat_rows(64)))
     config = write("c.yaml", "epochs: 2\nbatch_size: 8\ngrad_accum: 2\nlogging_steps: 2\n")
     out = tmp_path / "tuned"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "harness",
-        "sft",
-        "--model",
-        str(random_model_dir),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--no-register",
-        "--config",
-        str(config),
-        "--quiet",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun(*sft_args(random_model_dir, data, out, config=config))
     assert "accumulation 2 per process becomes batch 8 x accumulation 1" in result.stdout
     info = json.loads((out / "sft.json").read_text())
     # 64 rows / (8 per process x 2 processes x 1) = 4 optimizer steps an epoch, as with one

@@ -24,7 +24,7 @@ from harness.sft.train import (
     respect_choices,
 )
 
-from .conftest import chat_rows, jsonl, run_cli
+from .conftest import chat_rows, jsonl, run_cli, sft_args
 
 PACKED = replace(EMBEDDED, packing=True, attention=varlen.ATTENTION, max_length=256, batch_size=2)
 
@@ -129,8 +129,7 @@ def test_packed_sft_trains_and_saves_an_ordinary_checkpoint(random_model_dir, wr
         "epochs: 2\nlogging_steps: 2\n",
     )
     out = tmp_path / "tuned"
-    args = ["sft", "--model", str(random_model_dir), "--data", str(data), "--out", str(out)]
-    assert run_cli(*args, "--no-register", "--config", str(config), "--quiet") == 0
+    assert run_cli(*sft_args(random_model_dir, data, out, config=config)) == 0
     info = json.loads((out / "sft.json").read_text())
     assert info["settings"]["packing"] is True and info["settings"]["liger"] is False  # CPU
     curve = [p["loss"] for p in info["loss_curve"]]
@@ -145,8 +144,7 @@ def test_bad_boolean_setting_is_named(random_model_dir, write, tmp_path, capsys)
     config = write(
         "bad.yaml", "packing: 3\nattention: flash\noptimizer: adam\nlr_scheduler: cosine\n"
     )
-    args = ["sft", "--model", str(random_model_dir), "--data", str(data), "--no-register"]
-    assert run_cli(*args, "--out", str(tmp_path / "x"), "--config", str(config), "--quiet") == 2
+    assert run_cli(*sft_args(random_model_dir, data, tmp_path / "x", config=config)) == 2
     err = capsys.readouterr().err
     assert f"{config}:1: packing: expected bool, got 3" in err
     assert f"{config}:2: attention: 'flash' is not one of: , eager, sdpa, flex_attention" in err

@@ -14,7 +14,7 @@ import pytest
 
 from harness.results import RunFolder
 
-from .conftest import chat_rows, jsonl, run_cli
+from .conftest import chat_rows, jsonl, run_cli, sft_args
 
 SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
     f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}?', answer: {i + i % 5}}}\n"
@@ -77,17 +77,7 @@ def test_sft_resumes_from_its_last_checkpoint(write, random_model_dir, tmp_path)
         sys.executable,
         "-m",
         "harness",
-        "sft",
-        "--model",
-        str(random_model_dir),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--no-register",
-        "--config",
-        str(config),
-        "--quiet",
+        *sft_args(random_model_dir, data, out, config=config),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

@@ -17,7 +17,7 @@ from harness.sft.overlap import find_overlaps
 from harness.sft.train import EMBEDDED, make_trainer
 from harness.suites import load_suites
 
-from .conftest import PROJECT, chat_rows, jsonl, run_cli
+from .conftest import PROJECT, chat_rows, jsonl, run_cli, sft_args
 
 CHAT_ROWS = chat_rows(40)
 
@@ -135,23 +135,7 @@ def test_sft_trains_saves_and_registers(random_model_dir, write, tmp_path, monke
     config = write("fast.yaml", "epochs: 2\nbatch_size: 8\nlogging_steps: 2\n")
     out = tmp_path / "tuned"
     assert (
-        run_cli(
-            "sft",
-            "--model",
-            "tiny",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--name",
-            "tuned",
-            "--config",
-            str(config),
-            "--quiet",
-            "--suites",
-            "math",
-        )
-        == 0
+        run_cli(*sft_args("tiny", data, out, config=config, name="tuned"), "--suites", "math") == 0
     )
     info = json.loads((out / "sft.json").read_text())
     assert info["steps"] == 10 and info["loss_route"] == "assistant_only_loss"
@@ -170,18 +154,7 @@ def test_sft_trains_saves_and_registers(random_model_dir, write, tmp_path, monke
     # a second model of the same name elsewhere is refused
     assert (
         run_cli(
-            "sft",
-            "--model",
-            "tiny",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "o2"),
-            "--name",
-            "tuned",
-            "--config",
-            str(config),
-            "--quiet",
+            *sft_args("tiny", data, tmp_path / "o2", config=config, name="tuned"),
             "--suites",
             "math",
         )
@@ -210,22 +183,7 @@ def test_sft_trains_saves_and_registers(random_model_dir, write, tmp_path, monke
 def test_bad_settings_file(random_model_dir, write, tmp_path, capsys):
     data = write("d.jsonl", jsonl(CHAT_ROWS))
     config = write("bad.yaml", "epochs: 2\nlearning_rte: 0.1\nbatch_size: big\n")
-    assert (
-        run_cli(
-            "sft",
-            "--model",
-            str(random_model_dir),
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "x"),
-            "--no-register",
-            "--config",
-            str(config),
-            "--quiet",
-        )
-        == 2
-    )
+    assert run_cli(*sft_args(random_model_dir, data, tmp_path / "x", config=config)) == 2
     err = capsys.readouterr().err
     assert f"{config}:2: learning_rte: unknown setting" in err
     assert f"{config}:3: batch_size: expected int" in err
@@ -259,20 +217,7 @@ def test_sft_refuses_contaminated_data(random_model_dir, write, tmp_path, capsys
         }
     ]
     data = write("leaky.jsonl", jsonl(rows))
-    assert (
-        run_cli(
-            "sft",
-            "--model",
-            str(random_model_dir),
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "x"),
-            "--no-register",
-            "--quiet",
-        )
-        == 2
-    )
+    assert run_cli(*sft_args(random_model_dir, data, tmp_path / "x")) == 2
     err = capsys.readouterr().err
     assert f"{data}:6: exact match with" in err and "--allow-overlap" in err
     assert not (tmp_path / "x").exists()
@@ -369,21 +314,6 @@ def test_training_on_other_formats(random_model_dir, write, tmp_path, form):
         Dataset.from_list(CHAT_ROWS).save_to_disk(str(data))
     config = write("fast.yaml", "epochs: 1\nbatch_size: 8\n")
     out = tmp_path / "o"
-    assert (
-        run_cli(
-            "sft",
-            "--model",
-            str(random_model_dir),
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--no-register",
-            "--config",
-            str(config),
-            "--quiet",
-        )
-        == 0
-    )
+    assert run_cli(*sft_args(random_model_dir, data, out, config=config)) == 0
     info = json.loads((out / "sft.json").read_text())
     assert info["steps"] == 5 and info["data_rows"] == 40 and info["final_loss"] is not None
