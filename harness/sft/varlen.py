@@ -21,6 +21,7 @@ import torch.nn.functional as F
 ATTENTION = "harness_varlen"
 
 
+@torch.compiler.disable  # like `_varlen`: one graph break, not a recompilation per row count
 def _per_row(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scale: float):
     """Causal SDPA row by row; q, k, v are (1, heads, tokens, dim)."""
     outs = []
@@ -108,8 +109,17 @@ def _varlen_options() -> tuple[Any, set[str]] | None:
     return varlen_attn, set(inspect.signature(varlen_attn).parameters)
 
 
+_GQA = {"native": True}  # False once torch's varlen_attn refused fewer key/value heads
+
+
+@torch.compiler.disable  # a graph break: compiled regions around it, the kernel as it is
 def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
-    """torch's varlen_attn, causal, across its versions' keywords (2.9-2.10: is_causal)."""
+    """torch's varlen_attn, causal, across its versions' keywords (2.9-2.10: is_causal).
+
+    Grouped-query attention goes to the Flash kernel as it is (it reads each key/value head for
+    its group of query heads): repeating the heads costs two copies forward and two reductions
+    backward per layer, ~10% of a Qwen3-0.6B step. torch 2.11's varlen_attn has no enable_gqa
+    keyword; where it refuses unequal heads, the heads are repeated."""
     varlen_attn, params = _varlen_options()  # type: ignore[misc]
     kwargs: dict[str, Any] = {"scale": scale}
     if "window_size" in params:
@@ -119,9 +129,15 @@ def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tens
     if k.shape[1] != q.shape[1]:
         if "enable_gqa" in params:
             kwargs["enable_gqa"] = True
-        else:
-            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+        elif _GQA["native"]:
+            try:
+                return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
+            except torch.OutOfMemoryError:
+                raise
+            except (RuntimeError, ValueError):
+                _GQA["native"] = False
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
     return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
 
 
