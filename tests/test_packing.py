@@ -10,15 +10,19 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._dynamo.utils import counters
 
 from harness.models import ModelSpec, load
+from harness.sft import train as train_module
 from harness.sft import varlen
+from harness.sft.compiling import compile_layers
 from harness.sft.data import load_data
 from harness.sft.train import (
     EMBEDDED,
     FAST,
     TUTORIAL,
     default_settings,
+    for_device,
     make_trainer,
     plan_steps,
     respect_choices,
@@ -121,6 +125,49 @@ def test_packed_loss_is_the_token_mean_over_rows(packed_trainer):
     assert loss.item() == pytest.approx(total / count, rel=1e-4)
 
 
+def test_compiled_layers_compute_what_eager_layers_do(random_model_dir, write, tmp_path):
+    """harness's CUDA default compiles each decoder layer; the loss and every gradient of a packed
+    step must be the eager ones (aot_eager: the same capture as inductor, no C++ compiler)."""
+    data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
+    results = []
+    for compiled in (False, True):
+        lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
+        trainer, _ = make_trainer(lm, data, PACKED, tmp_path / f"ck{compiled}", progress=False)
+        if compiled:
+            logs: list[str] = []
+            assert compile_layers(trainer.model, backend="aot_eager", log=logs.append) == 2
+            assert logs == ["compile: 2 x Qwen3DecoderLayer (aot_eager, dynamic shapes)"]
+        batches = iter(trainer.get_train_dataloader())
+        losses, graphs = [], []
+        for _ in range(2):  # two packed lengths
+            batch = next(batches)
+            loss = trainer.compute_loss(trainer.model, batch)
+            loss.backward()
+            losses.append(loss.item())
+            graphs.append((batch["input_ids"].shape[1], counters["stats"]["unique_graphs"]))
+        if compiled:  # dynamic shapes: the second length compiles nothing new
+            assert graphs[0][0] != graphs[1][0] and graphs[0][1] == graphs[1][1]
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
+        results.append((losses, grads, set(trainer.model.state_dict())))
+    (eager_loss, eager_grads, eager_keys), (loss, grads, keys) = results
+    assert loss == pytest.approx(eager_loss, rel=1e-5)
+    assert keys == eager_keys  # compiled in place: checkpoints keep their names
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, eager_grads[name], atol=1e-5, rtol=1e-4)
+
+
+def test_compile_setting_compiles_the_layers(random_model_dir, write, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(train_module, "compile_layers", lambda m, log: seen.append(m))
+    lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
+    data = load_data(write("d.jsonl", jsonl(chat_rows(8))))
+    trainer, _ = make_trainer(lm, data, replace(PACKED, compile=True), tmp_path, progress=False)
+    assert seen == [trainer.model]
+    logs: list[str] = []
+    assert not for_device(replace(FAST, liger=True), "cuda", logs.append).liger
+    assert logs == ["liger: off (the compiled layers fuse the same operations)"]
+
+
 def test_packed_sft_trains_and_saves_an_ordinary_checkpoint(random_model_dir, write, tmp_path):
     data = write("d.jsonl", jsonl(chat_rows(120)))
     config = write(
@@ -142,7 +189,9 @@ def test_packed_sft_trains_and_saves_an_ordinary_checkpoint(random_model_dir, wr
 def test_bad_boolean_setting_is_named(random_model_dir, write, tmp_path, capsys):
     data = write("d.jsonl", jsonl(chat_rows(8)))
     config = write(
-        "bad.yaml", "packing: 3\nattention: flash\noptimizer: adam\nlr_scheduler: cosine\n"
+        "bad.yaml",
+        "packing: 3\nattention: flash\noptimizer: adam\nlr_scheduler: cosine\n"
+        "loader_workers: -1\nmemory_fraction: 1.5\nbatch_size: 0\n",
     )
     assert run_cli(*sft_args(random_model_dir, data, tmp_path / "x", config=config)) == 2
     err = capsys.readouterr().err
@@ -150,6 +199,9 @@ def test_bad_boolean_setting_is_named(random_model_dir, write, tmp_path, capsys)
     assert f"{config}:2: attention: 'flash' is not one of: , eager, sdpa, flex_attention" in err
     assert f"{config}:3: optimizer: 'adam' is not one of:" in err and "adamw_torch_fused" in err
     assert "lr_scheduler" not in err  # a valid value
+    assert f"{config}:5: loader_workers: must be at least 0, got -1" in err
+    assert f"{config}:6: memory_fraction: must be between 0 and 1, got 1.5" in err
+    assert f"{config}:7: batch_size: must be at least 1, got 0" in err
 
 
 def test_presets_by_model_size_and_device():
@@ -161,13 +213,13 @@ def test_presets_by_model_size_and_device():
 
 def test_steps_are_sized_to_the_data():
     logs: list[str] = []
-    small = plan_steps(FAST, [50] * 6000, log=logs.append)  # 300k tokens: 16k-token steps = 18
+    small = plan_steps(FAST, [50] * 6000, log=logs.append)  # 300k tokens: 32k-token steps = 9
     assert (small.batch_size, small.max_length) == (1, 1536)  # about 195 steps of ~31 rows
     assert small.learning_rate == pytest.approx(8e-5 * 6000 / 196 / 8, rel=1e-6)
     assert "about 196 steps of 31 rows" in logs[0] and "learning rate 8e-05 x 31/8 rows" in logs[0]
-    big = plan_steps(FAST, [500] * 100_000, log=logs.append)  # 50M tokens: full-size steps
-    assert (big.batch_size, big.max_length) == (2, 8192)
-    assert big.learning_rate == pytest.approx(8e-5 * 100_000 / 3052 / 8, rel=1e-6)
+    big = plan_steps(FAST, [1000] * 50_000, log=logs.append)  # 50M tokens: full-size steps
+    assert (big.batch_size, big.max_length) == (4, 8192)
+    assert big.learning_rate == pytest.approx(8e-5 * 50_000 / 1526 / 8, rel=1e-6)
     short = plan_steps(FAST, [40] * 2_000_000, log=logs.append)  # 400 rows a step: capped
     assert short.learning_rate == FAST.lr_max and "(the cap, lr_max)" in logs[-1]
     long_row = plan_steps(FAST, [3000] + [50] * 100, log=logs.append)
@@ -188,7 +240,7 @@ def test_chosen_settings_are_not_replanned():
     )
     assert mine.lr_reference_rows == 0 and mine.min_steps == 0
     planned = plan_steps(mine, [50] * 6000, log=logs.append)
-    assert (planned.learning_rate, planned.max_length, planned.batch_size) == (1e-4, 512, 2)
+    assert (planned.learning_rate, planned.max_length, planned.batch_size) == (1e-4, 512, 4)
     assert logs[0] == "learning rate 0.0001 as chosen (not scaled to the step size)"
     assert respect_choices(FAST, {"epochs"}) == FAST
     warm = plan_steps(respect_choices(FAST, {"warmup_steps"}), [50] * 6000, log=logs.append)

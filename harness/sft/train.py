@@ -28,7 +28,9 @@ from ..errors import InputError, Problem
 from ..models import LoadedModel
 from ..yamlio import MarkedDict, load_yaml
 from . import varlen
+from .compiling import compile_layers
 from .data import SFTData
+from .memory import fit_memory
 
 EMBEDDED_MAX_PARAMS = 10_000_000  # below this, a model gets the fast "embedded" preset
 
@@ -54,8 +56,11 @@ class SFTSettings:
     attention: str = ""  # attn_implementation while training ("": the model's own)
     activation_checkpointing: bool = False
     liger: bool = False  # Liger's RMSNorm/SwiGLU/RoPE kernels (needs the liger-kernel package)
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile each decoder layer (harness/sft/compiling.py)
     optimizer: str = ""  # TrainingArguments.optim ("": its default, adamw_torch)
+    # worker processes that collate the next batches while the GPU trains (0: in the training
+    # process, between steps); on CUDA their batches are copied to the GPU without waiting
+    loader_workers: int = 0
     # Packed steps on a small data set: shorten the packed sequences until the run has at least
     # `min_steps` optimizer steps (big steps over few tokens learn less per token, measured), and
     # when lr_reference_rows is set scale the learning rate by rows per step / lr_reference_rows,
@@ -64,6 +69,9 @@ class SFTSettings:
     lr_reference_rows: int = 0
     lr_max: float = 0.0
     warmup_max_fraction: float = 0.0  # packed runs: warm-up no longer than this share of steps
+    # packed runs on CUDA: micro-batches that fit this share of free GPU memory, the rest of the
+    # step by gradient accumulation (harness/sft/memory.py; 0: batch_size as set)
+    memory_fraction: float = 0.0
 
 
 # The tutorial's hyper-parameters, for real models.
@@ -83,14 +91,14 @@ EMBEDDED = SFTSettings(
 )
 
 
-# harness's default on a CUDA GPU: rows packed into 8,192-token sequences, 2 of them per step
-# (16k tokens), padding-free varlen attention, bf16, Liger's kernels where installed, no activation
-# checkpointing. Measured against TUTORIAL in benchmarks/RESULTS.md (34-57x its tokens/s on an
-# H200, 24-27% MFU).
+# harness's default on a CUDA GPU: rows packed into 8,192-token sequences, 4 of them per step
+# (32k tokens; fewer per micro-batch where memory is short), padding-free varlen attention, bf16,
+# decoder layers compiled, no activation checkpointing. Measured against TUTORIAL in
+# benchmarks/RESULTS.md.
 FAST = SFTSettings(
     learning_rate=8e-5,  # the tutorial's, for its 8 rows a step; scaled by rows/8 up to 8x
     epochs=1,
-    batch_size=2,
+    batch_size=4,
     grad_accum=1,
     max_length=8192,
     warmup_steps=10,
@@ -98,12 +106,23 @@ FAST = SFTSettings(
     logging_steps=5,
     packing=True,
     attention=varlen.ATTENTION,
-    liger=True,
+    compile=True,
     min_steps=200,
     lr_reference_rows=8,
     lr_max=6.4e-4,
     warmup_max_fraction=0.05,
+    memory_fraction=0.85,
 )
+
+
+# settings whose sensible range is not "0 or more" (the rest: no negative numbers)
+RANGES: dict[str, tuple[float, float | None]] = {
+    "batch_size": (1, None),
+    "grad_accum": (1, None),
+    "max_length": (1, None),
+    "memory_fraction": (0, 1),
+    "warmup_max_fraction": (0, 1),
+}
 
 
 def default_settings(n_params: int, device: str = "cpu") -> tuple[str, SFTSettings]:
@@ -136,6 +155,12 @@ def settings_from_yaml(path: Path, base: SFTSettings) -> tuple[SFTSettings, set[
                 Problem(str(path), f"expected {want.__name__}, got {value!r}", line, key)
             )
             continue
+        if want in (int, float) and not isinstance(value, bool):
+            low, high = RANGES.get(key, (0, None))
+            if value < low or (high is not None and value > high):
+                within = f"between {low} and {high}" if high is not None else f"at least {low}"
+                problems.append(Problem(str(path), f"must be {within}, got {value!r}", line, key))
+                continue
         allowed = _choices(key)
         if allowed is not None and value not in allowed:
             problems.append(
@@ -239,11 +264,14 @@ def for_device(
     settings: SFTSettings, device: str, log: Callable[[str], None] = print
 ) -> SFTSettings:
     """Drop what this machine cannot run, saying so: Liger's kernels need CUDA and the package."""
+    if settings.liger and settings.compile:
+        log("liger: off (the compiled layers fuse the same operations)")
+        return replace(settings, liger=False)
     if settings.liger and not device.startswith("cuda"):
         log("liger: off (Liger's kernels run on CUDA only)")
         return replace(settings, liger=False)
     if settings.liger and importlib.util.find_spec("liger_kernel") is None:
-        log("liger: off (pip install liger-kernel for about 1.5x the tokens/s on a GPU)")
+        log("liger: off (pip install liger-kernel, or use the default compile: true)")
         return replace(settings, liger=False)
     return settings
 
@@ -313,6 +341,7 @@ def make_trainer(
     checkpoints: Path,
     *,
     progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> Any:
     """An SFTTrainer ready to train `lm.model` on `data` (exposed for tests of the label mask)."""
     import datasets
@@ -361,17 +390,22 @@ def make_trainer(
         packing=settings.packing,
         pad_to_multiple_of=settings.batch_size * settings.max_length if fixed_shape else None,
         use_liger_kernel=settings.liger,
-        torch_compile=settings.compile,
         **({"optim": settings.optimizer} if settings.optimizer else {}),
         use_cpu=not on_gpu,
         report_to="none",
         disable_tqdm=not progress,
-        dataloader_num_workers=0,
+        dataloader_num_workers=settings.loader_workers,
+        dataloader_persistent_workers=settings.loader_workers > 0,
+        # pinned batches copied without a stream sync: the GPU is not drained at each step start
+        accelerator_config={"non_blocking": on_gpu and settings.loader_workers > 0},
         **{checkpointing: settings.activation_checkpointing},
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=lm.model, args=config, train_dataset=dataset, processing_class=lm.tokenizer
-    ), route
+    )
+    if settings.compile:
+        compile_layers(trainer.model, log=log)
+    return trainer, route
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
@@ -402,9 +436,15 @@ def train(
         settings.min_steps or settings.lr_reference_rows or settings.warmup_max_fraction
     ):
         settings = plan_steps(settings, row_lengths(data, lm.tokenizer), processes, log)
+    if settings.memory_fraction and lm.device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(lm.device)
+        n_params = sum(p.numel() for p in lm.model.parameters())
+        settings = fit_memory(settings, lm.model.config, n_params, free, log)
     checkpoints = out / "checkpoints"
     attention = lm.model.config._attn_implementation  # training may swap it; restored to save
-    trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress)
+    trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress, log=log)
     resume = _last_checkpoint(checkpoints)
     if resume:
         log(f"resuming from {resume}")
