@@ -164,7 +164,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         )
     trainer, route = make_trainer(lm, data, settings, out, progress=False, log=print)
     if name == "harness-repeat-kv":
-        varlen._GQA["native"] = False
+        varlen.use_native_gqa(False)
     note(begun, f"trainer ready: {len(trainer.train_dataset)} training rows")
     leak = packing_leak(trainer, device.split(":")[0]) if settings.packing else None
     note(begun, f"packing check: {leak}")

@@ -7,19 +7,11 @@ from dataclasses import replace
 
 from transformers import Qwen3Config
 
+from benchmarks.gpu_decode import QWEN3_06B
 from harness.sft.memory import STATE_BYTES_PER_PARAM, bytes_per_token, fit_memory
 from harness.sft.train import FAST, TUTORIAL
 
-# Qwen3-0.6B's shape, as benchmarks/gpu_decode.py builds it
-QWEN3 = Qwen3Config(
-    vocab_size=151936,
-    hidden_size=1024,
-    intermediate_size=3072,
-    num_hidden_layers=28,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-)
+QWEN3 = Qwen3Config(**QWEN3_06B)  # the shape the benchmarks measured
 N_PARAMS = 596_049_920
 GB = 1e9
 

@@ -112,6 +112,11 @@ def _varlen_options() -> tuple[Any, set[str]] | None:
 _GQA = {"native": True}  # False once torch's varlen_attn refused fewer key/value heads
 
 
+def use_native_gqa(native: bool) -> None:
+    """Pass grouped key/value heads to the kernel as they are (default) or repeated (to compare)."""
+    _GQA["native"] = native
+
+
 @torch.compiler.disable  # a graph break: compiled regions around it, the kernel as it is
 def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
     """torch's varlen_attn, causal, across its versions' keywords (2.9-2.10: is_causal).
