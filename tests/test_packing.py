@@ -76,6 +76,44 @@ def test_varlen_attention_outside_packing_is_plain_causal_attention():
         varlen.varlen_attention(None, *qkv(4), torch.tensor([[0, 1, 1, 1]]))
 
 
+def test_grouped_kv_heads_reach_the_kernel_unrepeated(monkeypatch):
+    """Repeating key/value heads costs two copies and two reductions a layer: torch's kernel
+    takes them as they are, with enable_gqa where it has the keyword; repeated only where a
+    torch refuses unequal heads (once, with a warning) or when asked to (benchmarks)."""
+    seen: list[tuple] = []
+
+    def kernel(refuse: bool):
+        def varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs):
+            seen.append((k.shape[1], v.shape[1], kwargs.get("enable_gqa")))
+            if refuse and k.shape[1] != q.shape[1]:
+                raise RuntimeError("number of heads in key/value must equal query")
+            return q
+
+        return varlen_attn
+
+    q, k, v = torch.randn(10, 4, 8), torch.randn(10, 2, 8), torch.randn(10, 2, 8)
+    cu = torch.tensor([0, 4, 10], dtype=torch.int32)
+    monkeypatch.setitem(varlen._GQA, "native", True)
+    newer = {"window_size", "enable_gqa"}
+    monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(False), newer))
+    varlen._varlen(q, k, v, cu, 6, 0.3)
+    assert seen == [(2, 2, True)]
+    monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(False), {"window_size"}))
+    varlen._varlen(q, k, v, cu, 6, 0.3)
+    assert seen[-1] == (2, 2, None)  # torch 2.11: no keyword, unequal heads accepted
+    seen.clear()
+    monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(True), {"window_size"}))
+    with pytest.warns(UserWarning, match="key/value heads repeated"):
+        varlen._varlen(q, k, v, cu, 6, 0.3)
+    varlen._varlen(q, k, v, cu, 6, 0.3)
+    assert seen == [(2, 2, None), (4, 4, None), (4, 4, None)]  # refused once, then repeated
+    varlen.use_native_gqa(True)
+    monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(False), newer))
+    varlen.use_native_gqa(False)
+    varlen._varlen(q, k, v, cu, 6, 0.3)
+    assert seen[-1] == (4, 4, None)
+
+
 @pytest.fixture
 def packed_trainer(random_model_dir, write, tmp_path):
     lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
@@ -133,6 +171,7 @@ def test_compiled_layers_compute_what_eager_layers_do(random_model_dir, write, t
     for compiled in (False, True):
         lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
         trainer, _ = make_trainer(lm, data, PACKED, tmp_path / f"ck{compiled}", progress=False)
+        before = counters["stats"]["unique_graphs"]
         if compiled:
             logs: list[str] = []
             assert compile_layers(trainer.model, backend="aot_eager", log=logs.append) == 2
@@ -145,7 +184,8 @@ def test_compiled_layers_compute_what_eager_layers_do(random_model_dir, write, t
             loss.backward()
             losses.append(loss.item())
             graphs.append((batch["input_ids"].shape[1], counters["stats"]["unique_graphs"]))
-        if compiled:  # dynamic shapes: the second length compiles nothing new
+        if compiled:  # compiled at the first length; the second compiles nothing new
+            assert graphs[0][1] > before
             assert graphs[0][0] != graphs[1][0] and graphs[0][1] == graphs[1][1]
         grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
         results.append((losses, grads, set(trainer.model.state_dict())))
@@ -164,8 +204,17 @@ def test_compile_setting_compiles_the_layers(random_model_dir, write, tmp_path, 
     trainer, _ = make_trainer(lm, data, replace(PACKED, compile=True), tmp_path, progress=False)
     assert seen == [trainer.model]
     logs: list[str] = []
-    assert not for_device(replace(FAST, liger=True), "cuda", logs.append).liger
+    has = {"triton": True, "liger_kernel": True}
+    monkeypatch.setattr(
+        train_module.importlib.util, "find_spec", lambda name: object() if has[name] else None
+    )
+    both = for_device(replace(FAST, liger=True), "cuda", logs.append)
+    assert both.compile and not both.liger
     assert logs == ["liger: off (the compiled layers fuse the same operations)"]
+    has["triton"] = False  # no Triton: Liger's kernels where asked for, else PyTorch's own
+    liger = for_device(replace(FAST, liger=True), "cuda", logs.append)
+    assert not liger.compile and liger.liger
+    assert logs[-1] == "compile: off (torch.compile for CUDA needs the triton package)"
 
 
 def test_packed_sft_trains_and_saves_an_ordinary_checkpoint(random_model_dir, write, tmp_path):
@@ -191,7 +240,7 @@ def test_bad_boolean_setting_is_named(random_model_dir, write, tmp_path, capsys)
     config = write(
         "bad.yaml",
         "packing: 3\nattention: flash\noptimizer: adam\nlr_scheduler: cosine\n"
-        "loader_workers: -1\nmemory_fraction: 1.5\nbatch_size: 0\n",
+        "loader_workers: -1\nmemory_fraction: 1.5\nbatch_size: 0\nlogging_steps: 0\nepochs: 0\n",
     )
     assert run_cli(*sft_args(random_model_dir, data, tmp_path / "x", config=config)) == 2
     err = capsys.readouterr().err
@@ -202,6 +251,8 @@ def test_bad_boolean_setting_is_named(random_model_dir, write, tmp_path, capsys)
     assert f"{config}:5: loader_workers: must be at least 0, got -1" in err
     assert f"{config}:6: memory_fraction: must be between 0 and 1, got 1.5" in err
     assert f"{config}:7: batch_size: must be at least 1, got 0" in err
+    assert f"{config}:8: logging_steps: must be at least 1, got 0" in err
+    assert f"{config}:9: epochs: must be above 0, got 0" in err
 
 
 def test_presets_by_model_size_and_device():

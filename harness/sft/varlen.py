@@ -12,6 +12,7 @@ the same result, slower.
 from __future__ import annotations
 
 import inspect
+import warnings
 from functools import cache
 from typing import Any
 
@@ -117,6 +118,11 @@ def use_native_gqa(native: bool) -> None:
     _GQA["native"] = native
 
 
+def native_gqa() -> bool:
+    """Whether grouped key/value heads go to the kernel unrepeated (False after a refusal)."""
+    return _GQA["native"]
+
+
 @torch.compiler.disable  # a graph break: compiled regions around it, the kernel as it is
 def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
     """torch's varlen_attn, causal, across its versions' keywords (2.9-2.10: is_causal).
@@ -131,16 +137,17 @@ def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tens
         kwargs["window_size"] = (-1, 0)
     else:
         kwargs["is_causal"] = True
-    if k.shape[1] != q.shape[1]:
+    if k.shape[1] != q.shape[1] and _GQA["native"]:
         if "enable_gqa" in params:
-            kwargs["enable_gqa"] = True
-        elif _GQA["native"]:
-            try:
-                return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
-            except torch.OutOfMemoryError:
-                raise
-            except (RuntimeError, ValueError):
-                _GQA["native"] = False
+            return varlen_attn(q, k, v, cu, cu, longest, longest, enable_gqa=True, **kwargs)
+        try:
+            return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError) as e:  # this torch checks the head counts
+            _GQA["native"] = False
+            warnings.warn(f"{ATTENTION}: key/value heads repeated ({e})", stacklevel=2)
+    if k.shape[1] != q.shape[1]:
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
     return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
