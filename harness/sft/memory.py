@@ -2,9 +2,13 @@
 
 Tokens per optimizer step are a learning choice (the learning rate is scaled to them); how many of
 them one forward/backward holds is a memory choice. Bigger micro-batches keep the GPU busier (32k
-tokens a step ran 1.3x the tokens/s of 16k on an H200, benchmarks/RESULTS.md), so a step holds as
-many packed sequences as fit, and where fewer fit than chosen, gradient accumulation makes up the
-rest: same step, same learning rate, less memory.
+tokens a step ran 1.1-1.3x the tokens/s of 16k on an H200, benchmarks/RESULTS.md), so a step
+holds as many packed sequences as fit, and where fewer fit than chosen, gradient accumulation
+makes up the rest: same step, same learning rate, less memory.
+
+The card's total memory is the measure, not what is free at the moment: every rank of a
+several-GPU run must choose the same micro-batch, and before the Trainer places the model all
+ranks' weights may still sit on the first GPU.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+
+from ..errors import HarnessError
 
 # Bytes kept for backward per token and layer without activation checkpointing, bf16 autocast,
 # in units of the layer's widths (hidden, query, key/value and MLP). Fitted on a Qwen3-0.6B
@@ -21,16 +27,20 @@ PER_WIDTH = {"hidden": 16, "query": 6, "kv": 8, "mlp": 8}
 # The same with the layers compiled (measured 1.36 MB a token: fused kernels keep fewer
 # intermediates) and with PyTorch's eager kernels (2.33 MB), with a little headroom.
 KERNELS_FACTOR = {"liger": 1.0, "compiled": 0.85, "eager": 1.45}
-# float32 gradients and two Adam moments, plus the bf16 copy of the weights autocast makes; the
-# float32 weights themselves are already on the GPU when free memory is read
-STATE_BYTES_PER_PARAM = 14
+# float32 weights, gradients and two Adam moments, and the bf16 copy autocast makes (measured:
+# 9.1 GB besides activations for 596M parameters, 15.3 bytes each); DDP adds gradient buckets
+STATE_BYTES_PER_PARAM = 18
+DDP_BYTES_PER_PARAM = 4
+# with activation checkpointing a layer keeps only its input: float32, the hidden width
+CHECKPOINTED_BYTES_PER_WIDTH = 4
 
 
-def kernels(settings: Any) -> str:
+def kernels_of(settings: Any) -> str:
+    """Which kernels the settings train with (they keep different intermediates for backward)."""
     return "compiled" if settings.compile else "liger" if settings.liger else "eager"
 
 
-def bytes_per_token(config: Any, kernels: str = "liger") -> float:
+def bytes_per_token(config: Any, kernels: str) -> float:
     """Activation memory one training token needs, from the model's config."""
     hidden = config.hidden_size
     heads = config.num_attention_heads
@@ -50,40 +60,52 @@ def fit_memory(
     settings: Any,
     config: Any,
     n_params: int,
-    free_bytes: int,
+    total_bytes: int,
+    processes: int = 1,
     log: Callable[[str], None] = print,
 ) -> Any:
     """`settings` with batch_size x grad_accum rearranged so one micro-batch fits
-    `settings.memory_fraction` of `free_bytes`; tokens per optimizer step unchanged."""
-    if not settings.packing or settings.memory_fraction <= 0 or settings.activation_checkpointing:
+    `settings.memory_fraction` of a card of `total_bytes`; tokens per optimizer step unchanged.
+    Where not even one sequence fits, activation checkpointing; where the model's training
+    state alone does not fit, an error before any work."""
+    if not settings.packing or settings.memory_fraction <= 0:
         return settings
-    budget = free_bytes * settings.memory_fraction - STATE_BYTES_PER_PARAM * n_params
-    per_sequence = bytes_per_token(config, kernels(settings)) * settings.max_length
+    state = (STATE_BYTES_PER_PARAM + (DDP_BYTES_PER_PARAM if processes > 1 else 0)) * n_params
+    budget = total_bytes * settings.memory_fraction - state
+    if settings.activation_checkpointing:
+        per_token = CHECKPOINTED_BYTES_PER_WIDTH * config.hidden_size * config.num_hidden_layers
+    else:
+        per_token = bytes_per_token(config, kernels_of(settings))
+    per_sequence = per_token * settings.max_length
     fits = int(budget // per_sequence) if budget > 0 else 0
-    gb = f"{budget / 1e9:.1f} GB" if budget > 0 else "no memory"
+    card = f"{settings.memory_fraction:.0%} of {total_bytes / 1e9:.0f} GB"
     if fits >= settings.batch_size:
         log(
             f"memory: {settings.batch_size} x {settings.max_length} tokens a micro-batch "
-            f"(about {settings.batch_size * per_sequence / 1e9:.1f} GB of {gb} for activations)"
+            f"(about {settings.batch_size * per_sequence / 1e9:.1f} GB of activations and "
+            f"{state / 1e9:.1f} GB of training state in {card})"
         )
         return settings
-    if fits == 0:
+    if fits == 0 and not settings.activation_checkpointing:
+        checkpointed = replace(settings, activation_checkpointing=True)
         log(
             f"memory: one {settings.max_length}-token sequence needs about "
-            f"{per_sequence / 1e9:.1f} GB, {gb} left: activation checkpointing on, "
-            f"1 sequence a micro-batch x {settings.batch_size * settings.grad_accum} accumulated"
+            f"{per_sequence / 1e9:.1f} GB of activations, {max(budget, 0) / 1e9:.1f} GB left in "
+            f"{card}: activation checkpointing on"
         )
-        return replace(
-            settings,
-            activation_checkpointing=True,
-            grad_accum=settings.batch_size * settings.grad_accum,
-            batch_size=1,
+        return fit_memory(checkpointed, config, n_params, total_bytes, processes, log)
+    if fits == 0:
+        raise HarnessError(
+            f"memory: training {n_params / 1e6:.0f}M parameters needs about {state / 1e9:.1f} GB "
+            f"of state and {per_sequence / 1e9:.1f} GB for one checkpointed "
+            f"{settings.max_length}-token sequence, more than {card}; use a larger GPU, a "
+            f"smaller max_length, or raise memory_fraction"
         )
     # the largest micro-batch that fits and divides the step, so the step stays exactly as chosen
     batch = max(d for d in range(1, fits + 1) if settings.batch_size % d == 0)
     split = settings.batch_size // batch
     log(
-        f"memory: {fits} x {settings.max_length}-token sequences fit ({gb}): micro-batch "
+        f"memory: {fits} x {settings.max_length}-token sequences fit {card}: micro-batch "
         f"{batch} x accumulation {settings.grad_accum * split} instead of "
         f"{settings.batch_size} x {settings.grad_accum}"
     )

@@ -69,7 +69,7 @@ class SFTSettings:
     lr_reference_rows: int = 0
     lr_max: float = 0.0
     warmup_max_fraction: float = 0.0  # packed runs: warm-up no longer than this share of steps
-    # packed runs on CUDA: micro-batches that fit this share of free GPU memory, the rest of the
+    # packed runs on CUDA: micro-batches that fit this share of the GPU's memory, the rest of the
     # step by gradient accumulation (harness/sft/memory.py; 0: batch_size as set)
     memory_fraction: float = 0.0
 
@@ -120,9 +120,12 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "batch_size": (1, None),
     "grad_accum": (1, None),
     "max_length": (1, None),
+    "logging_steps": (1, None),
+    "save_steps": (1, None),
     "memory_fraction": (0, 1),
     "warmup_max_fraction": (0, 1),
 }
+POSITIVE = {"epochs", "learning_rate"}
 
 
 def default_settings(n_params: int, device: str = "cpu") -> tuple[str, SFTSettings]:
@@ -160,6 +163,9 @@ def settings_from_yaml(path: Path, base: SFTSettings) -> tuple[SFTSettings, set[
             if value < low or (high is not None and value > high):
                 within = f"between {low} and {high}" if high is not None else f"at least {low}"
                 problems.append(Problem(str(path), f"must be {within}, got {value!r}", line, key))
+                continue
+            if key in POSITIVE and value <= 0:
+                problems.append(Problem(str(path), f"must be above 0, got {value!r}", line, key))
                 continue
         allowed = _choices(key)
         if allowed is not None and value not in allowed:
@@ -263,7 +269,16 @@ def for_processes(
 def for_device(
     settings: SFTSettings, device: str, log: Callable[[str], None] = print
 ) -> SFTSettings:
-    """Drop what this machine cannot run, saying so: Liger's kernels need CUDA and the package."""
+    """Drop what this machine cannot run or what the settings make redundant, saying so:
+    Liger's kernels need CUDA and the package and are redundant with compiled layers; compiling
+    for CUDA needs Triton."""
+    if (
+        settings.compile
+        and device.startswith("cuda")
+        and importlib.util.find_spec("triton") is None
+    ):
+        log("compile: off (torch.compile for CUDA needs the triton package)")
+        settings = replace(settings, compile=False)
     if settings.liger and settings.compile:
         log("liger: off (the compiled layers fuse the same operations)")
         return replace(settings, liger=False)
@@ -439,9 +454,12 @@ def train(
     if settings.memory_fraction and lm.device.startswith("cuda"):
         import torch
 
-        free, _ = torch.cuda.mem_get_info(lm.device)
+        # this rank's card (the Trainer moves the model there); the same size on every rank
+        card = torch.cuda.get_device_properties(int(os.environ.get("LOCAL_RANK", "0")))
         n_params = sum(p.numel() for p in lm.model.parameters())
-        settings = fit_memory(settings, lm.model.config, n_params, free, log)
+        settings = fit_memory(
+            settings, lm.model.config, n_params, card.total_memory, processes, log
+        )
     checkpoints = out / "checkpoints"
     attention = lm.model.config._attn_implementation  # training may swap it; restored to save
     trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress, log=log)
