@@ -81,6 +81,22 @@ def settings_for(name: str, tiny: bool):
     return s
 
 
+def configure(name: str, lm, tiny: bool, processes: int = 1):
+    """A configuration's settings as `harness sft` would run them on this machine (what the
+    device cannot run dropped, micro-batches that fit the card), and its attention switch."""
+    from harness.sft import varlen
+    from harness.sft.memory import fit_memory
+    from harness.sft.train import for_device
+
+    settings = for_device(settings_for(name, tiny), lm.device)
+    if lm.device.startswith("cuda"):
+        total = torch.cuda.get_device_properties(lm.device).total_memory
+        n_params = sum(p.numel() for p in lm.model.parameters())
+        settings = fit_memory(settings, lm.model.config, n_params, total, processes, print)
+    varlen.use_native_gqa(name != "harness-repeat-kv")
+    return settings
+
+
 def conversations(kind: str, seed: int = 0):
     """The benchmark's SFT data: the shipped rows, or multi-turn chats made of them."""
     from harness.sft.data import SFTData, load_many
@@ -145,8 +161,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     begun = time.perf_counter()
     from harness.env import versions
     from harness.sft import varlen
-    from harness.sft.memory import fit_memory
-    from harness.sft.train import for_device, make_trainer
+    from harness.sft.train import make_trainer
 
     device, gpus = "cpu", int(os.environ.get("WORLD_SIZE", "1"))
     if torch.cuda.is_available():  # under torchrun: one GPU per process, DDP through Trainer
@@ -154,17 +169,11 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         torch.cuda.set_device(device)
     lm = build_lm(device, tiny)
     n_params = sum(p.numel() for p in lm.model.parameters())
-    settings = for_device(settings_for(name.split(":")[0], tiny), device)
+    settings = configure(name, lm, tiny, gpus)
     data = conversations(data_kind)
     out = Path(f"/tmp/gpu_sft/{name}-{data_kind}")
     note(begun, "model built")
-    if device.startswith("cuda"):  # as `harness sft` does: micro-batches that fit the card
-        settings = fit_memory(
-            settings, lm.model.config, n_params, torch.cuda.mem_get_info(device)[0], print
-        )
     trainer, route = make_trainer(lm, data, settings, out, progress=False, log=print)
-    if name == "harness-repeat-kv":
-        varlen.use_native_gqa(False)
     note(begun, f"trainer ready: {len(trainer.train_dataset)} training rows")
     leak = packing_leak(trainer, device.split(":")[0]) if settings.packing else None
     note(begun, f"packing check: {leak}")
@@ -223,6 +232,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         "card": card,
         "params": n_params,
         "route": route,
+        "gqa_heads": "native" if varlen.native_gqa() else "repeated",
         "settings": asdict(settings),
         "tokens_per_step": round(fill * (clock.tok1 - clock.tok0) / clock.steps),
         "packed_fill": round(fill, 4),

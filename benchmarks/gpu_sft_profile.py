@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.gpu_sft import PEAK_BF16, build_lm, conversations, settings_for
+from benchmarks.gpu_sft import PEAK_BF16, build_lm, configure, conversations
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
 
@@ -108,11 +108,12 @@ def profiled_trainer(trainer, steps: int, warmup: int):
 
     class Window(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            sync()
-            if state.global_step == warmup:
+            if state.global_step == warmup:  # synchronised only where the window opens/closes
+                sync()
                 mark["tok0"], mark["t0"] = trainer._total_train_tokens, time.perf_counter()
                 prof.__enter__()
             elif state.global_step == warmup + steps:
+                sync()
                 mark["tok1"], mark["t1"] = trainer._total_train_tokens, time.perf_counter()
                 prof.__exit__(None, None, None)
                 control.should_training_stop = True
@@ -159,7 +160,7 @@ def profiled_bare(trainer, steps: int, warmup: int):
 
 
 def main() -> None:
-    from harness.sft.train import for_device, make_trainer
+    from harness.sft.train import make_trainer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="harness:long")
@@ -179,7 +180,7 @@ def main() -> None:
             gpu = torch.cuda.is_available()
             lm = build_lm("cuda" if gpu else "cpu", tiny=args.tiny)
             n_params = sum(p.numel() for p in lm.model.parameters())
-            settings = for_device(settings_for(name, tiny=args.tiny), lm.device)
+            settings = configure(name, lm, args.tiny)
             trainer, _ = make_trainer(
                 lm, conversations(data_kind), settings, Path(f"/tmp/prof/{run}"), progress=False
             )
