@@ -165,17 +165,22 @@ def test_packed_loss_is_the_token_mean_over_rows(packed_trainer):
 
 def test_compiled_layers_compute_what_eager_layers_do(random_model_dir, write, tmp_path):
     """harness's CUDA default compiles each decoder layer; the loss and every gradient of a packed
-    step must be the eager ones (aot_eager: the same capture as inductor, no C++ compiler)."""
+    step must be the eager ones (aot_eager: the same capture as inductor, no C++ compiler), also
+    with activation checkpointing (what a card too small for a sequence gets, memory.py)."""
     data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
     results = []
-    for compiled in (False, True):
+    for compiled, checkpointed in ((False, False), (True, False), (True, True)):
         lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
-        trainer, _ = make_trainer(lm, data, PACKED, tmp_path / f"ck{compiled}", progress=False)
+        settings = replace(PACKED, activation_checkpointing=checkpointed)
+        trainer, _ = make_trainer(lm, data, settings, tmp_path / f"{len(results)}", progress=False)
         before = counters["stats"]["unique_graphs"]
         if compiled:
             logs: list[str] = []
             assert compile_layers(trainer.model, backend="aot_eager", log=logs.append) == 2
             assert logs == ["compile: 2 x Qwen3DecoderLayer (aot_eager, dynamic shapes)"]
+        if checkpointed:  # as Trainer.train() does (transformers 5.24 renamed the method)
+            model = trainer.model
+            getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
         batches = iter(trainer.get_train_dataloader())
         losses, graphs = [], []
         for _ in range(2):  # two packed lengths
@@ -184,16 +189,17 @@ def test_compiled_layers_compute_what_eager_layers_do(random_model_dir, write, t
             loss.backward()
             losses.append(loss.item())
             graphs.append((batch["input_ids"].shape[1], counters["stats"]["unique_graphs"]))
-        if compiled:  # compiled at the first length; the second compiles nothing new
+        if compiled and not checkpointed:  # compiled at the first length, nothing new after
             assert graphs[0][1] > before
             assert graphs[0][0] != graphs[1][0] and graphs[0][1] == graphs[1][1]
         grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
         results.append((losses, grads, set(trainer.model.state_dict())))
-    (eager_loss, eager_grads, eager_keys), (loss, grads, keys) = results
-    assert loss == pytest.approx(eager_loss, rel=1e-5)
-    assert keys == eager_keys  # compiled in place: checkpoints keep their names
-    for name, grad in grads.items():
-        torch.testing.assert_close(grad, eager_grads[name], atol=1e-5, rtol=1e-4)
+    (eager_loss, eager_grads, eager_keys), *others = results
+    for loss, grads, keys in others:
+        assert loss == pytest.approx(eager_loss, rel=1e-5)
+        assert keys == eager_keys  # compiled in place: checkpoints keep their names
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, eager_grads[name], atol=1e-5, rtol=1e-4)
 
 
 def test_compile_setting_compiles_the_layers(random_model_dir, write, tmp_path, monkeypatch):
