@@ -177,7 +177,7 @@ def test_compiled_layers_compute_what_eager_layers_do(random_model_dir, write, t
         if compiled:
             logs: list[str] = []
             assert compile_layers(trainer.model, backend="aot_eager", log=logs.append) == 2
-            assert logs == ["compile: 2 x Qwen3DecoderLayer (aot_eager, dynamic shapes)"]
+            assert logs[0].startswith("compile: 2 x Qwen3DecoderLayer (aot_eager, dynamic")
         if checkpointed:  # as Trainer.train() does (transformers 5.24 renamed the method)
             model = trainer.model
             getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()

@@ -28,5 +28,8 @@ def compile_layers(
         return 0
     for layer in layers:
         layer.compile(backend=backend, dynamic=True)
-    log(f"compile: {len(layers)} x {type(layers[0]).__name__} ({backend}, dynamic shapes)")
+    log(
+        f"compile: {len(layers)} x {type(layers[0]).__name__} ({backend}, dynamic shapes; "
+        "the first step waits for the compilation)"
+    )
     return len(layers)
