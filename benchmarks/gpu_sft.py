@@ -14,7 +14,7 @@ against the card's dense bf16 peak, peak GPU memory, the loss curve, and, for pa
 largest difference between the logits of a packed sequence and of its rows run one by one
 (packing must not let rows see each other).
 
-Run: python benchmarks/gpu_sft.py --out benchmarks/results/gpu_sft.json
+Run: python -m benchmarks.gpu_sft --out benchmarks/results/gpu_sft.json
      [--runs tutorial:mix,harness:mix,...] [--seconds 30] [--tiny]   (--tiny: CPU smoke test)
 """
 
