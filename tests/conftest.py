@@ -94,6 +94,12 @@ def sft_args(
     return args + (["--config", str(config)] if config else [])
 
 
+def run_args(suite: object, models: object, out: object, *extra: str) -> list[str]:
+    """`harness run` arguments as the tests use them: quiet, into `out`."""
+    args = ["run", "--suite", str(suite), "--models", str(models), "--out", str(out), "--quiet"]
+    return args + list(extra)
+
+
 def chat_rows(n: int) -> list[dict]:
     """`n` tiny chat rows ("What is a + 1?" -> "a + 1 = a+1") for SFT tests."""
     return [

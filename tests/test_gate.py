@@ -12,7 +12,7 @@ from harness.errors import InputError
 from harness.gate import gate, load_rules
 from harness.results import RunFolder
 
-from .conftest import PROJECT, run_cli
+from .conftest import PROJECT, run_args, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -175,14 +175,7 @@ def test_run_with_gate_and_the_committed_baseline(tmp_path, capsys):
     """What .ci/run does: the shipped sft against reports/baseline with the project's rules."""
     out = tmp_path / "run"
     code = run_cli(
-        "run",
-        "--suite",
-        "math",
-        "--models",
-        "sft",
-        "--out",
-        str(out),
-        "--quiet",
+        *run_args("math", "sft", out),
         "--gate",
         str(PROJECT / "reports/baseline"),
         "--rules",

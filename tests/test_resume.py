@@ -14,7 +14,7 @@ import pytest
 
 from harness.results import RunFolder
 
-from .conftest import chat_rows, jsonl, run_cli, sft_args
+from .conftest import chat_rows, jsonl, run_args, run_cli, sft_args
 
 SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
     f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}?', answer: {i + i % 5}}}\n"
@@ -154,20 +154,6 @@ def test_run_writes_nothing_outside_its_folder(write, random_model_dir, tmp_path
     monkeypatch.chdir(work)
     before = {p for p in tmp_path.rglob("*")}
     out = tmp_path / "out"
-    assert (
-        run_cli(
-            "run",
-            "--suite",
-            str(suite),
-            "--models",
-            str(random_model_dir),
-            "--quiet",
-            "--out",
-            str(out),
-            "--limit",
-            "2",
-        )
-        == 0
-    )
+    assert run_cli(*run_args(suite, random_model_dir, out, "--limit", "2")) == 0
     after = {p for p in tmp_path.rglob("*")}
     assert {p for p in after - before if out not in p.parents and p != out} == set()

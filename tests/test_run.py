@@ -9,7 +9,7 @@ import pytest
 from harness.cli import main
 from harness.results import RunFolder
 
-from .conftest import run_cli
+from .conftest import run_args, run_cli
 
 SUITE = """name: mini
 defaults:
@@ -35,18 +35,7 @@ def suite_file(write):
 
 def test_run_writes_the_three_files(suite_file, chat_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    code = run_cli(
-        "run",
-        "--suite",
-        str(suite_file),
-        "--models",
-        str(chat_model_dir),
-        "--out",
-        str(out),
-        "--quiet",
-        "--batch-size",
-        "4",
-    )
+    code = run_cli(*run_args(suite_file, chat_model_dir, out, "--batch-size", "4"))
     assert code == 0
     printed = capsys.readouterr().out
     assert "accuracy [95% CI]" in printed and "mini" in printed
@@ -87,19 +76,7 @@ def test_run_writes_the_three_files(suite_file, chat_model_dir, tmp_path, capsys
 
 def test_two_runs_give_identical_samples(suite_file, random_model_dir, tmp_path):
     for name in ("a", "b"):
-        assert (
-            run_cli(
-                "run",
-                "--suite",
-                str(suite_file),
-                "--models",
-                str(random_model_dir),
-                "--out",
-                str(tmp_path / name),
-                "--quiet",
-            )
-            == 0
-        )
+        assert run_cli(*run_args(suite_file, random_model_dir, tmp_path / name)) == 0
     a = (tmp_path / "a/samples.jsonl").read_text()
     assert a == (tmp_path / "b/samples.jsonl").read_text()
 
@@ -157,21 +134,7 @@ def test_existing_folder_and_changed_inputs_are_refused(
 
 def test_limit_and_bad_values(suite_file, random_model_dir, tmp_path, capsys):
     out = tmp_path / "lim"
-    assert (
-        run_cli(
-            "run",
-            "--suite",
-            str(suite_file),
-            "--models",
-            str(random_model_dir),
-            "--out",
-            str(out),
-            "--quiet",
-            "--limit",
-            "3",
-        )
-        == 0
-    )
+    assert run_cli(*run_args(suite_file, random_model_dir, out, "--limit", "3")) == 0
     assert len(RunFolder(out).read_samples()) == 3
     assert run_cli("run", "--suite", "nope", "--models", "base", "--quiet") == 2
     assert "no suite named 'nope'" in capsys.readouterr().err
@@ -186,21 +149,7 @@ def test_rescoring_uses_the_current_suite_and_records_its_hash(
     suite_file, random_model_dir, tmp_path
 ):
     out = tmp_path / "run"
-    assert (
-        run_cli(
-            "run",
-            "--suite",
-            str(suite_file),
-            "--models",
-            str(random_model_dir),
-            "--out",
-            str(out),
-            "--quiet",
-            "--limit",
-            "3",
-        )
-        == 0
-    )
+    assert run_cli(*run_args(suite_file, random_model_dir, out, "--limit", "3")) == 0
     before = json.loads((out / "run.json").read_text())["suites"]["mini"]["hash"]
     suite_file.write_text(SUITE.replace("scorer: numeric", "scorer: stops"))
     assert run_cli("score", str(out)) == 0

@@ -17,7 +17,7 @@ from harness.sft.overlap import find_overlaps
 from harness.sft.train import EMBEDDED, make_trainer
 from harness.suites import load_suites
 
-from .conftest import PROJECT, chat_rows, jsonl, run_cli, sft_args
+from .conftest import PROJECT, chat_rows, jsonl, run_args, run_cli, sft_args
 
 CHAT_ROWS = chat_rows(40)
 
@@ -164,19 +164,7 @@ def test_sft_trains_saves_and_registers(random_model_dir, write, tmp_path, monke
     suite = write(
         "s.yaml", "questions:\n  - {id: a, prompt: 'What is 3 + 1?', answer: 4, scorer: numeric}\n"
     )
-    assert (
-        run_cli(
-            "run",
-            "--suite",
-            str(suite),
-            "--models",
-            "tiny,tuned",
-            "--quiet",
-            "--out",
-            str(tmp_path / "run"),
-        )
-        == 0
-    )
+    assert run_cli(*run_args(suite, "tiny,tuned", tmp_path / "run")) == 0
     assert {r["model"] for r in RunFolder(tmp_path / "run").read_samples()} == {"tiny", "tuned"}
 
 
