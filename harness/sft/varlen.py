@@ -156,9 +156,9 @@ def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tens
 def register() -> str:
     """Make `ATTENTION` a valid `attn_implementation` (idempotent); returns its name."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
 
     AttentionInterface.register(ATTENTION, varlen_attention)
-    # like flash attention: no dense mask, row boundaries come with the batch
-    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, flash_attention_mask)
+    # No mask function: the model then passes the batch's own mask (None when packed) instead of
+    # building one, and skips its search of the position ids for packed rows, which reads a
+    # tensor back on every forward (a GPU sync); the row boundaries come with the batch.
     return ATTENTION
