@@ -94,3 +94,24 @@ def test_two_process_sft_trains_with_the_same_effective_batch(write, random_mode
     # process at 8 x 2
     assert info["processes"] == 2 and info["steps"] == 8
     assert info["settings"]["grad_accum"] == 1 and info["final_loss"] is not None
+
+
+def test_two_process_sync_free_sft_logs_what_trls_head_does(write, random_model_dir, tmp_path):
+    """The sync-free head gathers its metrics and token counts across ranks as TRL's does."""
+    data = write("d.jsonl", jsonl(chat_rows(96)))
+    infos = []
+    for sync_free in ("false", "true"):
+        config = write(
+            f"c-{sync_free}.yaml",
+            "packing: true\nattention: harness_varlen\nmax_length: 256\nbatch_size: 2\n"
+            f"grad_accum: 2\nepochs: 1\nlogging_steps: 1\nsync_free: {sync_free}\n",
+        )
+        out = tmp_path / f"tuned-{sync_free}"
+        torchrun(*sft_args(random_model_dir, data, out, config=config))
+        infos.append(json.loads((out / "sft.json").read_text()))
+    trl, fast = infos
+    assert fast["processes"] == 2 and fast["settings"]["sync_free"]
+    assert fast["tokens"] == trl["tokens"] > 0  # both ranks' tokens, summed
+    assert len(fast["loss_curve"]) == len(trl["loss_curve"]) >= 3
+    for a, b in zip(fast["loss_curve"], trl["loss_curve"], strict=True):
+        assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 2e-3

@@ -61,6 +61,9 @@ class SFTSettings:
     # worker processes that collate the next batches while the GPU trains (0: in the training
     # process, between steps); on CUDA their batches are copied to the GPU without waiting
     loader_workers: int = 0
+    # the step never waits for the GPU (harness/sft/syncfree.py): the loss head on label positions
+    # the collator lists, metrics read at logging steps, no per-step nan check of the loss
+    sync_free: bool = False
     # Packed steps on a small data set: shorten the packed sequences until the run has at least
     # `min_steps` optimizer steps (big steps over few tokens learn less per token, measured), and
     # when lr_reference_rows is set scale the learning rate by rows per step / lr_reference_rows,
@@ -93,7 +96,8 @@ EMBEDDED = SFTSettings(
 
 # harness's default on a CUDA GPU: rows packed into 8,192-token sequences, 4 of them per step
 # (32k tokens; fewer per micro-batch where memory is short), padding-free varlen attention, bf16,
-# decoder layers compiled, no activation checkpointing. Measured against TUTORIAL in
+# decoder layers compiled, no activation checkpointing, a step that never waits for the GPU
+# (syncfree.py) with batches collated in worker processes. Measured against TUTORIAL in
 # benchmarks/RESULTS.md.
 FAST = SFTSettings(
     learning_rate=8e-5,  # the tutorial's, for its 8 rows a step; scaled by rows/8 up to 8x
@@ -107,6 +111,8 @@ FAST = SFTSettings(
     packing=True,
     attention=varlen.ATTENTION,
     compile=True,
+    sync_free=True,
+    loader_workers=2,  # collating 32k tokens (~20 ms) off the training process; no measured gain
     min_steps=200,
     lr_reference_rows=8,
     lr_max=6.4e-4,
@@ -412,10 +418,22 @@ def make_trainer(
         dataloader_num_workers=settings.loader_workers,
         dataloader_persistent_workers=settings.loader_workers > 0,
         # pinned batches copied without a stream sync: the GPU is not drained at each step start
-        accelerator_config={"non_blocking": on_gpu and settings.loader_workers > 0},
+        accelerator_config={
+            "non_blocking": on_gpu and (settings.loader_workers > 0 or settings.sync_free)
+        },
+        # Trainer's nan/inf check of each step's loss waits for the GPU; a nan shows in the log
+        logging_nan_inf_filter=not settings.sync_free,
         **{checkpointing: settings.activation_checkpointing},
     )
-    trainer = SFTTrainer(
+    trainer_class = SFTTrainer
+    if settings.sync_free:
+        from .head import compile_tile
+        from .syncfree import SyncFreeSFTTrainer
+
+        trainer_class = SyncFreeSFTTrainer
+        if settings.compile and on_gpu:
+            compile_tile()
+    trainer = trainer_class(
         model=lm.model, args=config, train_dataset=dataset, processing_class=lm.tokenizer
     )
     if settings.compile:

@@ -1,0 +1,111 @@
+"""A training step that never waits for the GPU: TRL's SFTTrainer without host syncs.
+
+TRL's SFT loss selects the labelled positions with a boolean mask and reads three metrics back
+with `.item()` every step; Trainer checks every step's loss for nan/inf the same way. Each wait
+drains the GPU's queue, and the GPU then idles while Python starts the next piece of work: on a
+Qwen3-0.6B step of 32k tokens on an H200 these gaps were ~50 of 339 ms (benchmarks/RESULTS.md).
+Here the loss goes through `head.FusedHead` on the positions the collator lists, entropy and
+token accuracy stay on the GPU and are read when Trainer logs, and so is the count of trained
+tokens across processes (Trainer's nan check is off: `train.make_trainer`).
+
+The loss, its gradients and the logged metrics are TRL's (tests/test_head.py compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import SFTTrainer
+
+from .head import POSITIONS, TARGETS, TOKENS, FusedHead, LabelledPositions
+
+
+class HiddenStates:
+    """Keeps the decoder's output from the forward pass Trainer runs through its wrappers (DDP
+    hooks gradients up in its own forward), so the head can take it instead of the logits."""
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        self.value: torch.Tensor | None = None
+        self.armed = False
+        decoder.register_forward_hook(self._keep)
+
+    def _keep(self, module: Any, args: Any, output: Any) -> None:
+        if self.armed:
+            self.value = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    def take(self) -> torch.Tensor:
+        value, self.value, self.armed = self.value, None, False
+        if value is None:
+            raise RuntimeError("the decoder's forward hook saw no hidden states")
+        return value
+
+
+class SyncFreeSFTTrainer(SFTTrainer):
+    """SFTTrainer whose step leaves the GPU's queue full: the loss through `FusedHead` on the
+    collator's label positions, metrics read at logging. Cases this does not cover (outputs
+    requested, MoE auxiliary loss, other loss types) go to TRL's own `compute_loss`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_collator = LabelledPositions(self.data_collator)
+        self._hidden = HiddenStates(self._causal_lm().get_decoder())
+        self._pending_tokens = 0  # this process's trained tokens not yet summed across processes
+
+    def _causal_lm(self) -> Any:
+        get_base = getattr(self.model, "get_base_model", None)  # PEFT
+        return get_base() if callable(get_base) else self.model
+
+    def _takes_fast_path(self, return_outputs: bool) -> bool:
+        return not (
+            return_outputs
+            or self.aux_loss_enabled
+            or self.compute_loss_func is not None
+            or self.label_smoother is not None
+            or self.args.loss_type != "nll"
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        positions, targets = inputs.pop(POSITIONS), inputs.pop(TARGETS)
+        tokens = inputs.pop(TOKENS)
+        if not self._takes_fast_path(return_outputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        forward = {k: v for k, v in inputs.items() if k != "labels"}
+        no_logits = positions.new_empty(0)  # the LM head runs in FusedHead, on labelled tokens
+        self._hidden.armed = True
+        model(**forward, use_cache=False, logits_to_keep=no_logits)
+        hidden = self._hidden.take()
+        hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, positions)
+        weight = self._causal_lm().get_output_embeddings().weight
+        half = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+        nll, entropy, correct = FusedHead.apply(hidden, weight, targets, half)
+        labelled = positions.numel()
+        loss = nll / (max(labelled, 1) if num_items_in_batch is None else num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        sums = torch.stack([entropy, correct.float(), torch.full_like(entropy, labelled)])
+        if self.accelerator.num_processes > 1:
+            sums = self.accelerator.gather_for_metrics(sums[None]).sum(0)
+        valid = sums[2].clamp(min=1)
+        self._metrics[mode]["entropy"].append(sums[0] / valid)
+        self._metrics[mode]["mean_token_accuracy"].append(sums[1] / valid)
+        if mode == "train":
+            if self.accelerator.num_processes > 1:
+                self._pending_tokens += tokens
+            else:
+                self._total_train_tokens += tokens // self._tp_size
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        if self._pending_tokens:  # one gather per log, not per step
+            local = torch.tensor([self._pending_tokens], device=self.args.device)
+            self._total_train_tokens += int(self.accelerator.gather(local).sum()) // self._tp_size
+            self._pending_tokens = 0
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        for key, values in self._metrics[mode].items():
+            if values and isinstance(values[0], torch.Tensor):
+                self._metrics[mode][key] = [float(torch.stack(values).mean())]
+        super().log(logs, start_time)

@@ -1,0 +1,175 @@
+"""The sync-free training step (harness/sft/head.py): TRL's loss, gradients and logged metrics,
+without reading anything back from the device during a step."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.models import ModelSpec, load
+from harness.sft import head, syncfree, varlen
+from harness.sft.data import load_data
+from harness.sft.train import EMBEDDED, make_trainer
+
+from .conftest import chat_rows, jsonl, run_cli, sft_args
+from .test_packing import PACKED
+
+
+def rows_with_prompts(n: int) -> list[dict]:
+    """Prompt/completion rows: the completion_only_loss route."""
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"{i} + 2?"}],
+            "completion": [{"role": "assistant", "content": f"{i} + 2 = {i + 2}"}],
+        }
+        for i in range(n)
+    ]
+
+
+def trainers(model_dir, data, settings, tmp_path):
+    """TRL's trainer and the sync-free one, each on its own copy of the same model."""
+    made = []
+    for sync_free in (False, True):
+        lm = load(ModelSpec("m", "path", str(model_dir)), device="cpu")
+        s = replace(settings, sync_free=sync_free)
+        made.append(make_trainer(lm, data, s, tmp_path / str(sync_free), progress=False)[0])
+    return made
+
+
+@pytest.mark.parametrize(
+    "settings,rows",
+    [(PACKED, "chat"), (EMBEDDED, "chat"), (PACKED, "prompts")],
+    ids=["packed", "padded", "completion-only"],
+)
+def test_sync_free_step_is_trls_step(random_model_dir, write, tmp_path, settings, rows):
+    made = chat_rows(40) if rows == "chat" else rows_with_prompts(40)
+    data = load_data(write("d.jsonl", jsonl(made)))
+    trl, fast = trainers(random_model_dir, data, settings, tmp_path)
+    assert isinstance(fast, syncfree.SyncFreeSFTTrainer)
+    assert not isinstance(trl, syncfree.SyncFreeSFTTrainer)
+    batch = next(iter(fast.get_train_dataloader()))
+    assert batch[head.POSITIONS].numel() == int((batch["labels"][:, 1:] != -100).sum()) > 0
+    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
+    results = []
+    for trainer, inputs in ((trl, plain), (fast, dict(batch))):
+        trainer.model.train()
+        count = torch.tensor(17)  # as Trainer passes it: labelled tokens of all micro-batches
+        loss = trainer.compute_loss(trainer.model, inputs, num_items_in_batch=count)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
+        metrics = {k: [float(v) for v in vals] for k, vals in trainer._metrics["train"].items()}
+        results.append((loss.item(), grads, metrics, trainer._total_train_tokens))
+    (loss, grads, metrics, tokens), (fast_loss, fast_grads, fast_metrics, fast_tokens) = results
+    assert fast_loss == pytest.approx(loss, rel=1e-5)
+    for name, grad in grads.items():  # the tied embedding gets the head's gradient too
+        torch.testing.assert_close(fast_grads[name], grad, atol=1e-6, rtol=1e-4)
+    assert fast_metrics.keys() == metrics.keys() == {"entropy", "mean_token_accuracy", "num_tokens"}
+    for key, values in metrics.items():
+        assert fast_metrics[key] == pytest.approx(values, rel=1e-5)
+    assert fast_tokens == tokens > 0
+
+
+@contextlib.contextmanager
+def no_reads_back(monkeypatch):
+    """Every way a step could read a tensor's value on the host raises: on a GPU each one waits
+    for the queue to drain. Except inside the per-row attention that stands in on the CPU for
+    the CUDA kernel, which takes the row boundaries as a device tensor."""
+    lifted = {"depth": 0}
+
+    def refuse(name, original):
+        def guarded(*args, **kwargs):
+            if lifted["depth"]:
+                return original(*args, **kwargs)
+            raise AssertionError(f"the step read a tensor back ({name})")
+
+        return guarded
+
+    per_row = varlen._per_row
+
+    def kernel_stand_in(*args, **kwargs):
+        lifted["depth"] += 1
+        try:
+            return per_row(*args, **kwargs)
+        finally:
+            lifted["depth"] -= 1
+
+    with monkeypatch.context() as m:
+        for name in ("item", "tolist", "__bool__", "__int__", "__float__", "nonzero", "numpy"):
+            m.setattr(torch.Tensor, name, refuse(name, getattr(torch.Tensor, name)))
+        m.setattr(torch, "nonzero", refuse("torch.nonzero", torch.nonzero))
+        m.setattr(varlen, "_per_row", kernel_stand_in)
+        yield
+
+
+def test_sync_free_step_reads_nothing_back(random_model_dir, write, tmp_path, monkeypatch):
+    data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
+    trl, fast = trainers(random_model_dir, data, PACKED, tmp_path)
+    batch = next(iter(fast.get_train_dataloader()))
+    with no_reads_back(monkeypatch):
+        loss = fast.compute_loss(fast.model, dict(batch), num_items_in_batch=torch.tensor(9))
+        loss.backward()
+    # the guard catches what TRL's own head does (boolean indexing, .item() for its metrics)
+    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
+    with no_reads_back(monkeypatch), pytest.raises(AssertionError, match="read a tensor back"):
+        trl.compute_loss(trl.model, plain, num_items_in_batch=torch.tensor(9))
+
+
+def test_fused_head_in_chunks_is_cross_entropy(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 16, generator=g, requires_grad=True)
+    weight = torch.randn(50, 16, generator=g, requires_grad=True)
+    targets = torch.randint(0, 50, (37,), generator=g)
+    logits = hidden @ weight.t()
+    want = F.cross_entropy(logits, targets, reduction="sum")
+    want.backward()
+    want_grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    monkeypatch.setitem(head._TILE, "bytes", 50 * 4 * 10)  # chunks of 10 tokens: 4 of them
+    nll, entropy, correct = head.FusedHead.apply(hidden, weight, targets)
+    (2 * nll).backward()  # the backward scales the forward's gradients by the incoming one
+    torch.testing.assert_close(nll, want)
+    torch.testing.assert_close(hidden.grad, 2 * want_grads[0])
+    torch.testing.assert_close(weight.grad, 2 * want_grads[1])
+    p = logits.softmax(-1)
+    torch.testing.assert_close(entropy, -(p * p.log()).sum())
+    assert int(correct) == int((logits.argmax(-1) == targets).sum())
+    # no labelled token: a zero loss that still reaches the weights (an all-prompt micro-batch)
+    nll, _, _ = head.FusedHead.apply(hidden[:0], weight, targets[:0])
+    nll.backward()
+    assert float(nll.detach()) == 0.0 and weight.grad is not None
+
+
+def test_sync_free_training_logs_trls_metrics(random_model_dir, write, tmp_path):
+    """Metrics stay on the device between logging steps; the log holds plain numbers."""
+    data = load_data(write("d.jsonl", jsonl(chat_rows(120))))
+    settings = replace(PACKED, epochs=1, logging_steps=2)
+    logs = []
+    for trainer in trainers(random_model_dir, data, settings, tmp_path):
+        trainer.train()
+        logs.append([h for h in trainer.state.log_history if "loss" in h])
+    trl, fast = logs
+    assert len(fast) == len(trl) >= 3
+    for a, b in zip(fast, trl, strict=True):
+        assert a.keys() == b.keys() >= {"loss", "entropy", "mean_token_accuracy", "num_tokens"}
+        assert all(isinstance(v, (int, float)) for v in a.values())
+        assert a["num_tokens"] == b["num_tokens"]
+        for key in ("loss", "entropy", "mean_token_accuracy", "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), key
+
+
+def test_sync_free_is_the_cuda_default_and_a_setting(random_model_dir, write, tmp_path):
+    from harness.sft.train import FAST, TUTORIAL
+
+    assert FAST.sync_free and not TUTORIAL.sync_free  # the tutorial baseline stays TRL's
+    data = write("d.jsonl", jsonl(chat_rows(40)))
+    config = write("s.yaml", "packing: true\nattention: harness_varlen\nsync_free: true\n")
+    out = tmp_path / "tuned"
+    assert run_cli(*sft_args(random_model_dir, data, out, config=config)) == 0
+    import json
+
+    info = json.loads((out / "sft.json").read_text())
+    assert info["settings"]["sync_free"] is True and info["tokens"] > 0
