@@ -15,6 +15,7 @@ from harness.sft.memory import (
     STATE_BYTES_PER_PARAM,
     bytes_per_token,
     fit_memory,
+    head_bytes,
 )
 from harness.sft.train import FAST, TUTORIAL
 
@@ -31,6 +32,11 @@ def test_the_estimate_matches_the_measured_peaks():
     states = 36.58 * GB - 16_302 * measured
     assert bytes_per_token(QWEN3, "compiled") * 32_117 + states > 52.94 * GB
     assert bytes_per_token(QWEN3, "eager") * 32_551 + states > 84.89 * GB
+    # the sync-free head's tiles on top: 60.75 GB at 32,173 tokens (session 4)
+    head = head_bytes(QWEN3, FAST)
+    assert FAST.sync_free and 5 * GB < head < 12 * GB
+    assert bytes_per_token(QWEN3, "compiled") * 32_173 + states + head > 60.75 * GB
+    assert head_bytes(QWEN3, replace(FAST, sync_free=False)) == 0
 
 
 def step_tokens(s) -> int:
@@ -40,7 +46,8 @@ def step_tokens(s) -> int:
 def card_for(sequences: float, processes: int = 1) -> int:
     """A card whose memory_fraction holds the training state and this many sequences."""
     state = (STATE_BYTES_PER_PARAM + (DDP_BYTES_PER_PARAM if processes > 1 else 0)) * N_PARAMS
-    return int((state + sequences * bytes_per_token(QWEN3, "compiled") * 8192) / 0.85)
+    activations = sequences * bytes_per_token(QWEN3, "compiled") * 8192
+    return int((state + head_bytes(QWEN3, FAST) + activations) / 0.85)
 
 
 def test_a_big_card_keeps_the_chosen_micro_batch():
@@ -48,7 +55,7 @@ def test_a_big_card_keeps_the_chosen_micro_batch():
     s = fit_memory(FAST, QWEN3, N_PARAMS, int(150 * GB), log=logs.append)
     assert (s.batch_size, s.grad_accum, s.activation_checkpointing) == (4, 1, False)
     assert "4 x 8192 tokens a micro-batch" in logs[0] and "85% of 150 GB" in logs[0]
-    # an 80 GB H100: 4 x 8,192 tokens fit too (measured peak 52.9 GB)
+    # an 80 GB H100: 4 x 8,192 tokens fit too (measured peak 60.75 GB on an H200)
     assert fit_memory(FAST, QWEN3, N_PARAMS, 85_520_809_984, log=print).batch_size == 4
 
 
@@ -73,7 +80,9 @@ def test_no_room_for_one_sequence_checkpoints_activations():
     logs: list[str] = []
     s = fit_memory(FAST, QWEN3, N_PARAMS, int(20 * GB), log=logs.append)
     assert s.activation_checkpointing and step_tokens(s) == step_tokens(FAST)
-    assert "activation checkpointing on" in logs[0]
+    # the sync-free head's tiles go first (a speed choice), then the activations
+    assert not s.sync_free and "TRL's head instead" in logs[0]
+    assert "activation checkpointing on" in logs[1]
 
 
 def test_no_room_for_the_model_is_an_error_before_any_work():
