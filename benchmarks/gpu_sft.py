@@ -37,6 +37,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsi
 # what RESULTS.md reports, the headline first
 RUNS = [
     "harness:long",
+    "harness-syncs:long",
     "tutorial:long",
     "harness-liger:long",
     "harness-repeat-kv:long",
@@ -53,14 +54,20 @@ def settings_for(name: str, tiny: bool):
     tutorial = replace(TUTORIAL, activation_checkpointing=True)
     table = {
         "tutorial": tutorial,
-        "harness": FAST,  # decoder layers compiled, no Liger (from 2026-11-28, session 3)
+        # decoder layers compiled, no Liger (session 3); a step that never waits for the GPU and
+        # 2 loader workers (session 4)
+        "harness": FAST,
+        "harness-inline-loader": replace(FAST, loader_workers=0),  # collated between steps
+        # TRL's loss head and Trainer's per-step checks, which wait for the GPU, batches collated
+        # between steps: the default of session 3, before harness/sft/syncfree.py
+        "harness-syncs": replace(FAST, sync_free=False, loader_workers=0),
+        "harness-syncs+workers": replace(FAST, sync_free=False),
         # the default of session 2: Liger's kernels, 16k-token steps ("harness+liger" in the
         # JSON of 2026-11-28, session 2)
         "harness-liger-batch2": replace(FAST, compile=False, liger=True, batch_size=2),
         "harness-liger": replace(FAST, compile=False, liger=True),
         "harness-eager": replace(FAST, compile=False),  # PyTorch's own kernels, uncompiled
         "harness+fused-adamw": replace(FAST, optimizer="adamw_torch_fused"),
-        "harness+workers": replace(FAST, loader_workers=2),
         "harness-batch2": replace(FAST, batch_size=2),
         "harness-batch6": replace(FAST, batch_size=6),
         "harness-batch8": replace(FAST, batch_size=8),

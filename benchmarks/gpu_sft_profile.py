@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def busy_us(events) -> float:
     return total
 
 
-def summarise(prof, steps: int, wall_s: float, tokens: int, n_params: int, peak: float) -> dict:
+def summarise(
+    prof, steps: int, wall_s: float, tokens: int, n_params: int, peak: float, top_n: int = 20
+) -> dict:
     events = prof.events()
     kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
     per_kernel: dict[str, list[float]] = {}
@@ -69,7 +72,7 @@ def summarise(prof, steps: int, wall_s: float, tokens: int, n_params: int, peak:
             )
     ops.sort(key=lambda o: -o["ms"])
     kernel_us = sum(v[0] for v in per_kernel.values())
-    top = sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:20]
+    top = sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:top_n]
     tok_s = tokens / wall_s
     return {
         "steps": steps,
@@ -169,7 +172,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--out", default="/tmp/gpu_sft_profile")
     ap.add_argument("--tiny", action="store_true", help="a tiny model: CPU smoke test")
-    ap.add_argument("--trace", action="store_true", help="write a Chrome trace per run")
+    ap.add_argument("--trace", action="store_true", help="write a Chrome trace per run (gzip)")
+    ap.add_argument("--top", type=int, default=20, help="kernels to list")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,12 +199,14 @@ def main() -> None:
                 "loop": loop,
                 "card": card,
                 "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 1) if gpu else 0,
-                **summarise(prof, args.steps, wall, tokens, n_params, peak),
+                **summarise(prof, args.steps, wall, tokens, n_params, peak, args.top),
             }
             results.append(r)
             if args.trace:  # the timeline: where the GPU waits, and on what
                 safe = name.replace("+", "_")  # file names the device machine returns
-                prof.export_chrome_trace(str(out / f"trace-{safe}-{loop}.json"))
+                trace = out / f"trace-{safe}-{loop}.json"
+                prof.export_chrome_trace(str(trace))
+                subprocess.run(["gzip", "-f", str(trace)], check=True)
             print(json.dumps(r, indent=1), flush=True)
             (out / "gpu_sft_profile.json").write_text(json.dumps(results, indent=1) + "\n")
             del trainer, lm, prof
