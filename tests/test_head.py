@@ -112,13 +112,14 @@ def test_sync_free_step_reads_nothing_back(random_model_dir, write, tmp_path, mo
     with no_reads_back(monkeypatch):
         loss = fast.compute_loss(fast.model, dict(batch), num_items_in_batch=torch.tensor(9))
         loss.backward()
-    # the guard catches what TRL's own head does (boolean indexing, .item() for its metrics)
+    # the guard catches TRL's head (on the CPU its .item() for the metrics; on a GPU it also
+    # indexes with a boolean mask, a wait inside C++ that this guard would not see)
     plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
     with no_reads_back(monkeypatch), pytest.raises(AssertionError, match="read a tensor back"):
         trl.compute_loss(trl.model, plain, num_items_in_batch=torch.tensor(9))
 
 
-def test_fused_head_in_chunks_is_cross_entropy(monkeypatch):
+def test_fused_head_in_chunks_is_cross_entropy():
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(37, 16, generator=g, requires_grad=True)
     weight = torch.randn(50, 16, generator=g, requires_grad=True)
@@ -128,8 +129,8 @@ def test_fused_head_in_chunks_is_cross_entropy(monkeypatch):
     want.backward()
     want_grads = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None
-    monkeypatch.setitem(head._TILE, "bytes", 50 * 4 * 10)  # chunks of 10 tokens: 4 of them
-    nll, entropy, correct = head.FusedHead.apply(hidden, weight, targets)
+    small = head.Tile(head.EAGER.fn, 50 * 4 * 10)  # chunks of 10 tokens: 4 of them
+    nll, entropy, correct = head.FusedHead.apply(hidden, weight, targets, None, small)
     (2 * nll).backward()  # the backward scales the forward's gradients by the incoming one
     torch.testing.assert_close(nll, want)
     torch.testing.assert_close(hidden.grad, 2 * want_grads[0])
@@ -141,6 +142,11 @@ def test_fused_head_in_chunks_is_cross_entropy(monkeypatch):
     nll, _, _ = head.FusedHead.apply(hidden[:0], weight, targets[:0])
     nll.backward()
     assert float(nll.detach()) == 0.0 and weight.grad is not None
+    # a frozen head (PEFT) gets no gradient made for it; the hidden states still do
+    hidden.grad, frozen = None, weight.detach()
+    nll, _, _ = head.FusedHead.apply(hidden, frozen, targets, None, small)
+    nll.backward()
+    torch.testing.assert_close(hidden.grad, want_grads[0])
 
 
 def test_sync_free_training_logs_trls_metrics(random_model_dir, write, tmp_path):
@@ -173,3 +179,61 @@ def test_sync_free_is_the_cuda_default_and_a_setting(random_model_dir, write, tm
 
     info = json.loads((out / "sft.json").read_text())
     assert info["settings"]["sync_free"] is True and info["tokens"] > 0
+
+
+def test_a_step_without_labels_is_a_zero_loss(random_model_dir, write, tmp_path):
+    """An all-prompt step (no trainable token anywhere): zero, not 0 / 0, and finite gradients
+    (with the nan check off, a nan here would reach the weights unnoticed)."""
+    data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
+    _, fast = trainers(random_model_dir, data, PACKED, tmp_path)
+    batch = next(iter(fast.get_train_dataloader()))
+    batch["labels"][:] = -100
+    batch[head.POSITIONS] = batch[head.POSITIONS][:0]
+    batch[head.TARGETS] = batch[head.TARGETS][:0]
+    loss = fast.compute_loss(fast.model, batch, num_items_in_batch=torch.tensor(0))
+    loss.backward()
+    assert float(loss.detach()) == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in fast.model.parameters())
+
+
+def test_evaluation_without_gradients_is_trls(random_model_dir, write, tmp_path):
+    data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
+    trl, fast = trainers(random_model_dir, data, PACKED, tmp_path)
+    batch = next(iter(fast.get_train_dataloader()))
+    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
+    losses = []
+    for trainer, inputs in ((trl, plain), (fast, dict(batch))):
+        trainer.model.eval()
+        with torch.no_grad():
+            losses.append(float(trainer.compute_loss(trainer.model, inputs)))
+        assert set(trainer._metrics["eval"]) == {"entropy", "mean_token_accuracy", "num_tokens"}
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    # and no gradient was made for it
+    assert all(p.grad is None for p in fast.model.parameters())
+
+
+def test_models_with_scaled_logits_take_trls_head(random_model_dir, write, tmp_path):
+    """FusedHead computes hidden @ weight.T only; Granite's logit scaling (and Gemma-2's
+    soft-capping, biased heads) go through TRL's head, which applies them."""
+    data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
+    made = []
+    for sync_free in (False, True):
+        lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
+        lm.model.config.logits_scaling = 0.05  # Granite's: logits x 20, far from the plain loss
+        s = replace(PACKED, sync_free=sync_free)
+        made.append(make_trainer(lm, data, s, tmp_path / str(sync_free), progress=False)[0])
+    trl, fast = made
+    assert not syncfree.plain_head(fast.model) and not fast._takes_fast_path(False)
+    batch = next(iter(fast.get_train_dataloader()))
+    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
+    scaled = float(trl.compute_loss(trl.model, plain).detach())
+    assert float(fast.compute_loss(fast.model, dict(batch)).detach()) == pytest.approx(scaled)
+    positions, targets = batch[head.POSITIONS], batch[head.TARGETS]
+    hidden = fast.model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"])
+    hidden = hidden.last_hidden_state.reshape(-1, hidden.last_hidden_state.shape[-1])[positions]
+    unscaled, _, _ = head.FusedHead.apply(hidden, fast.model.lm_head.weight, targets)
+    assert float(unscaled.detach()) / len(targets) != pytest.approx(scaled, rel=0.05)
+    lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
+    assert syncfree.plain_head(lm.model)  # the unmodified model: the fast path
+    lm.model.config.final_logit_softcapping = 30.0  # Gemma-2's
+    assert not syncfree.plain_head(lm.model)

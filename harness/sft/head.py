@@ -12,6 +12,8 @@ full, and each tile is multiplied once forward and twice for the gradients, not 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import torch
@@ -22,20 +24,20 @@ POSITIONS, TARGETS, TOKENS = "label_positions", "label_targets", "label_tokens"
 
 
 class LabelledPositions:
-    """Wraps a collator: adds where the next-token labels are (flat indices into the batch's
-    `[:, :-1]` positions), what they are, and how many tokens the examples hold (padding not
-    counted), computed on the CPU with the batch."""
+    """Wraps a collator: adds which positions predict a label (flat indices into the batch's
+    `batch x length` positions), the labels they predict, and how many tokens the examples hold
+    (padding not counted), computed on the CPU with the batch."""
 
     def __init__(self, collator: Callable[[list[Any]], dict[str, Any]]) -> None:
         self.collator = collator
 
     def __call__(self, examples: list[Any]) -> dict[str, Any]:
         batch = self.collator(examples)
-        following = batch["labels"][:, 1:].reshape(-1)
-        positions = (following != -100).nonzero().flatten()
-        batch[POSITIONS] = positions
-        batch[TARGETS] = following[positions]
-        # TRL counts the flattened row of a padding-free batch, padding to a fixed shape included
+        labels = batch["labels"]
+        rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
+        batch[POSITIONS] = rows * labels.shape[1] + cols  # the predicting token, flat (B * L)
+        batch[TARGETS] = labels[rows, cols + 1]
+        # the examples' own tokens (TRL counts a padding-free row padded to a fixed shape whole)
         batch[TOKENS] = sum(len(example["input_ids"]) for example in examples)
         return batch
 
@@ -66,16 +68,24 @@ def _tile(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ..
     return grad.to(logits.dtype), nll.sum(), entropy.sum(), correct.sum()
 
 
+@dataclass(frozen=True)
+class Tile:
+    """How a chunk of logits is turned into loss terms, and how large a chunk may be."""
+
+    fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+    bytes: int
+
+
 # Eagerly, a tile's softmax, entropy and gradient are each a float32 copy of its logits: small
 # tiles. Compiled, they fuse into passes over the logits: tiles of 2 GiB (Qwen3's 151,936-token
 # vocabulary: 7,067 tokens).
-_TILE: dict[str, Any] = {"fn": _tile, "bytes": TILE_BYTES["eager"]}
+EAGER = Tile(_tile, TILE_BYTES["eager"])
 
 
-def compile_tile() -> None:
-    """Compile the tile's arithmetic (once per process; CUDA with Triton)."""
-    if _TILE["fn"] is _tile:
-        _TILE.update(fn=torch.compile(_tile, dynamic=True), bytes=TILE_BYTES["compiled"])
+@cache
+def compiled_tile() -> Tile:
+    """The tile's arithmetic compiled (once per process; CUDA with Triton)."""
+    return Tile(torch.compile(_tile, dynamic=True), TILE_BYTES["compiled"])
 
 
 class FusedHead(torch.autograd.Function):
@@ -83,33 +93,45 @@ class FusedHead(torch.autograd.Function):
     and the count of top-1 hits (no gradient)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, dtype=None):  # type: ignore[override]
-        """`dtype`: the precision of the products (the run's bf16 or fp16: the head runs outside
-        the autocast that wraps the model's forward); None: autocast's, else the inputs'."""
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        dtype: torch.dtype | None = None,
+        tile: Tile = EAGER,
+        grad_enabled: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`dtype`: the precision of the products (the run's bf16: the head runs outside the
+        autocast that wraps the model's forward); None: autocast's, else the inputs'.
+        `grad_enabled`: the caller's grad mode (inside `forward` it is always off); without it
+        no gradient is built, nor one for an input that needs none (a frozen head)."""
         device = hidden.device
         if dtype is None:
             autocast = torch.is_autocast_enabled(device.type)
             dtype = torch.get_autocast_dtype(device.type) if autocast else hidden.dtype
         w = weight.to(dtype)
         n, vocab = hidden.shape[0], weight.shape[0]
-        chunk = max(1, _TILE["bytes"] // (vocab * w.element_size()))
-        want_grads = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        grad_h = torch.empty(hidden.shape, dtype=dtype, device=device) if want_grads else None
+        chunk = max(1, tile.bytes // (vocab * w.element_size()))
+        want_h = grad_enabled and ctx.needs_input_grad[0]
+        want_w = grad_enabled and ctx.needs_input_grad[1]
+        grad_h = torch.empty(hidden.shape, dtype=dtype, device=device) if want_h else None
         grad_w = None
         nll = hidden.new_zeros((), dtype=torch.float32)
         entropy = torch.zeros_like(nll)
         correct = torch.zeros((), dtype=torch.long, device=device)
         for start in range(0, n, chunk):
             h = hidden[start : start + chunk].to(dtype)
-            g, part_nll, part_entropy, part_correct = _TILE["fn"](
+            g, part_nll, part_entropy, part_correct = tile.fn(
                 h @ w.t(), targets[start : start + chunk]
             )
             nll, entropy, correct = nll + part_nll, entropy + part_entropy, correct + part_correct
-            if want_grads:
+            if want_h:
                 grad_h[start : start + chunk] = g @ w
+            if want_w:
                 gw = g.t() @ h
                 grad_w = gw.float() if grad_w is None else grad_w.add_(gw)
-        if want_grads and grad_w is None:  # no labelled token: zero gradients, still connected
+        if want_w and grad_w is None:  # no labelled token: zero gradients, still connected
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=device)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = (hidden.dtype, weight.dtype)
@@ -117,8 +139,9 @@ class FusedHead(torch.autograd.Function):
         return nll, entropy, correct
 
     @staticmethod
-    def backward(ctx, grad_nll, *_):  # type: ignore[override]
+    def backward(ctx: Any, grad_nll: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         grad_h, grad_w = ctx.saved_tensors
         hidden_dtype, weight_dtype = ctx.dtypes
-        grads = (grad_h * grad_nll).to(hidden_dtype), (grad_w * grad_nll).to(weight_dtype)
-        return *grads, None, None
+        dh = None if grad_h is None else (grad_h * grad_nll).to(hidden_dtype)
+        dw = None if grad_w is None else (grad_w * grad_nll).to(weight_dtype)
+        return dh, dw, None, None, None, None

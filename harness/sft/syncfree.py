@@ -13,12 +13,14 @@ The loss, its gradients and the logged metrics are TRL's (tests/test_head.py com
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from trl import SFTTrainer
 
-from .head import POSITIONS, TARGETS, TOKENS, FusedHead, LabelledPositions
+from .head import EAGER, POSITIONS, TARGETS, TOKENS, FusedHead, LabelledPositions, Tile
 
 
 class HiddenStates:
@@ -28,28 +30,63 @@ class HiddenStates:
     def __init__(self, decoder: torch.nn.Module) -> None:
         self.value: torch.Tensor | None = None
         self.armed = False
-        decoder.register_forward_hook(self._keep)
+        self.handle = decoder.register_forward_hook(self._keep)
 
     def _keep(self, module: Any, args: Any, output: Any) -> None:
         if self.armed:
             self.value = output[0] if isinstance(output, tuple) else output.last_hidden_state
 
+    @contextmanager
+    def capture(self) -> Iterator[None]:
+        """Keep what the decoder outputs inside the block (only there: generation, evaluation
+        and a failed forward keep nothing)."""
+        self.armed, self.value = True, None
+        try:
+            yield
+        finally:
+            self.armed = False
+
     def take(self) -> torch.Tensor:
-        value, self.value, self.armed = self.value, None, False
+        value, self.value = self.value, None
         if value is None:
             raise RuntimeError("the decoder's forward hook saw no hidden states")
         return value
 
 
+# Config fields by which some models scale or cap their logits (Gemma-2, Granite, Cohere, ...):
+# TRL's head applies them, FusedHead does not, so such models take TRL's path.
+LOGIT_TRANSFORMS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "output_multiplier",
+    "lm_head_multiplier",
+    "logits_scaling",
+)
+
+
+def plain_head(model: Any) -> bool:
+    """Whether the model's logits are just `hidden @ weight.T` (no bias, scaling, capping or
+    sharded weight): what FusedHead computes."""
+    config = model.config.get_text_config()
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in LOGIT_TRANSFORMS):
+        return False
+    head = model.get_output_embeddings()
+    return getattr(head, "bias", None) is None and type(head.weight) is torch.nn.Parameter
+
+
 class SyncFreeSFTTrainer(SFTTrainer):
     """SFTTrainer whose step leaves the GPU's queue full: the loss through `FusedHead` on the
-    collator's label positions, metrics read at logging. Cases this does not cover (outputs
-    requested, MoE auxiliary loss, other loss types) go to TRL's own `compute_loss`."""
+    collator's label positions, metrics read at logging. Cases this does not cover go to TRL's
+    own `compute_loss`: outputs requested, MoE auxiliary loss, other loss types or loss
+    functions, label smoothing, fp16 (gradient scaling would come after the head's gradients are
+    made), and heads that are not a plain product (`plain_head`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.data_collator = LabelledPositions(self.data_collator)
         self._hidden = HiddenStates(self._causal_lm().get_decoder())
+        self._plain_head = plain_head(self._causal_lm())
+        self.head_tile: Tile = EAGER  # make_trainer sets the compiled one on CUDA
         self._pending_tokens = 0  # this process's trained tokens not yet summed across processes
 
     def _causal_lm(self) -> Any:
@@ -57,15 +94,22 @@ class SyncFreeSFTTrainer(SFTTrainer):
         return get_base() if callable(get_base) else self.model
 
     def _takes_fast_path(self, return_outputs: bool) -> bool:
-        return not (
+        return self._plain_head and not (
             return_outputs
             or self.aux_loss_enabled
             or self.compute_loss_func is not None
             or self.label_smoother is not None
             or self.args.loss_type != "nll"
+            or self.args.fp16
         )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
         positions, targets = inputs.pop(POSITIONS), inputs.pop(TARGETS)
         tokens = inputs.pop(TOKENS)
         if not self._takes_fast_path(return_outputs):
@@ -73,15 +117,21 @@ class SyncFreeSFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         forward = {k: v for k, v in inputs.items() if k != "labels"}
         no_logits = positions.new_empty(0)  # the LM head runs in FusedHead, on labelled tokens
-        self._hidden.armed = True
-        model(**forward, use_cache=False, logits_to_keep=no_logits)
+        with self._hidden.capture():
+            model(**forward, use_cache=False, logits_to_keep=no_logits)
         hidden = self._hidden.take()
-        hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, positions)
+        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
         weight = self._causal_lm().get_output_embeddings().weight
-        half = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
-        nll, entropy, correct = FusedHead.apply(hidden, weight, targets, half)
+        half = torch.bfloat16 if self.args.bf16 else None
+        nll, entropy, correct = FusedHead.apply(
+            hidden, weight, targets, half, self.head_tile, torch.is_grad_enabled()
+        )
         labelled = positions.numel()
-        loss = nll / (max(labelled, 1) if num_items_in_batch is None else num_items_in_batch)
+        # clamped as TRL's: a step without trainable tokens gives a zero loss, not 0 / 0
+        if num_items_in_batch is None:
+            loss = nll / max(labelled, 1)
+        else:  # a device tensor stays there (no copy, no wait); an int is a CPU scalar
+            loss = nll / torch.as_tensor(num_items_in_batch).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         sums = torch.stack([entropy, correct.float(), torch.full_like(entropy, labelled)])
@@ -95,16 +145,16 @@ class SyncFreeSFTTrainer(SFTTrainer):
                 self._pending_tokens += tokens
             else:
                 self._total_train_tokens += tokens // self._tp_size
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
-        if self._pending_tokens:  # one gather per log, not per step
+        if self.accelerator.num_processes > 1:  # one gather per log, on every rank alike
             local = torch.tensor([self._pending_tokens], device=self.args.device)
             self._total_train_tokens += int(self.accelerator.gather(local).sum()) // self._tp_size
             self._pending_tokens = 0
-            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         for key, values in self._metrics[mode].items():
             if values and isinstance(values[0], torch.Tensor):
                 self._metrics[mode][key] = [float(torch.stack(values).mean())]

@@ -427,15 +427,16 @@ def make_trainer(
     )
     trainer_class = SFTTrainer
     if settings.sync_free:
-        from .head import compile_tile
         from .syncfree import SyncFreeSFTTrainer
 
         trainer_class = SyncFreeSFTTrainer
-        if settings.compile and on_gpu:
-            compile_tile()
     trainer = trainer_class(
         model=lm.model, args=config, train_dataset=dataset, processing_class=lm.tokenizer
     )
+    if settings.sync_free and settings.compile and on_gpu:
+        from .head import compiled_tile
+
+        trainer.head_tile = compiled_tile()
     if settings.compile:
         compile_layers(trainer.model, log=log)
     return trainer, route
@@ -486,11 +487,7 @@ def train(
         log(f"resuming from {resume}")
     log(f"training {lm.spec.name} on {len(data)} rows ({route}, preset {preset})")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    losses = [
-        {"step": h["step"], "loss": round(h["loss"], 4)}
-        for h in trainer.state.log_history
-        if "loss" in h
-    ]
+    losses = [_curve_point(h) for h in trainer.state.log_history if "loss" in h]
     runtime = result.metrics.get("train_runtime", 0.0)
     tokens = int(max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0))
     model = trainer.model
@@ -534,6 +531,14 @@ def train(
     (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(checkpoints, ignore_errors=True)
     return info
+
+
+def _curve_point(logged: dict[str, Any]) -> dict[str, Any]:
+    """A loss-curve point of sft.json from a Trainer log entry."""
+    point = {"step": logged["step"], "loss": round(logged["loss"], 4)}
+    if "mean_token_accuracy" in logged:  # TRL's: the share of labels the model ranks first
+        point["token_accuracy"] = round(logged["mean_token_accuracy"], 4)
+    return point
 
 
 def _trl_version() -> str:
