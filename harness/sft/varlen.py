@@ -158,7 +158,10 @@ def register() -> str:
     from transformers import AttentionInterface
 
     AttentionInterface.register(ATTENTION, varlen_attention)
-    # No mask function: the model then passes the batch's own mask (None when packed) instead of
-    # building one, and skips its search of the position ids for packed rows, which reads a
-    # tensor back on every forward (a GPU sync); the row boundaries come with the batch.
+    # No mask function: registered with one, the model would search the position ids of every
+    # mask-less (packed) batch for packed rows and read the result back (a GPU sync a forward).
+    # Without one the model passes this attention no mask at all: packed rows get their
+    # boundaries from the batch, and right-padded training batches stay correct (causal
+    # attention never sees the pads that follow a row); left-padded batches (generation) would
+    # not, so this attention is for training only (`train` restores the model's own to save).
     return ATTENTION
