@@ -139,8 +139,12 @@ def profiled_bare(trainer, steps: int, warmup: int):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=torch.cuda.is_available())
     batches = iter(trainer.get_train_dataloader())
 
+    from harness.sft.head import POSITIONS, TARGETS, TOKENS
+
     def step() -> int:
         inputs = trainer._prepare_inputs(next(batches))
+        for key in (POSITIONS, TARGETS, TOKENS):  # the sync-free trainer's collator adds them
+            inputs.pop(key, None)
         with torch.autocast("cuda", torch.bfloat16, enabled=torch.cuda.is_available()):
             loss = model(**inputs, fused_lm_head=True, use_cache=False).loss
         loss.backward()
