@@ -89,17 +89,17 @@ def settings_for(name: str, tiny: bool):
 
 
 def configure(name: str, lm, tiny: bool, processes: int = 1):
-    """A configuration's settings as `harness sft` would run them on this machine (what the
-    device cannot run dropped, micro-batches that fit the card), and its attention switch."""
+    """A configuration's settings for this machine as `harness sft` adapts them (what the device
+    cannot run dropped, micro-batches that fit the card), and its attention switch. Not split
+    across processes nor sized to the data: the benchmark keeps each GPU's step to measure
+    scaling, and trains for a fixed time."""
     from harness.sft import varlen
-    from harness.sft.memory import fit_memory
+    from harness.sft.memory import fit_to_card
     from harness.sft.train import for_device
 
     settings = for_device(settings_for(name, tiny), lm.device)
     if lm.device.startswith("cuda"):
-        total = torch.cuda.get_device_properties(lm.device).total_memory
-        n_params = sum(p.numel() for p in lm.model.parameters())
-        settings = fit_memory(settings, lm.model.config, n_params, total, processes, print)
+        settings = fit_to_card(settings, lm.model.config, lm.n_params, lm.device, processes, print)
     varlen.use_native_gqa(name != "harness-repeat-kv")
     return settings
 
@@ -175,7 +175,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         torch.cuda.set_device(device)
     lm = build_lm(device, tiny)
-    n_params = sum(p.numel() for p in lm.model.parameters())
+    n_params = lm.n_params
     settings = configure(name, lm, tiny, gpus)
     data = conversations(data_kind)
     out = Path(f"/tmp/gpu_sft/{name}-{data_kind}")

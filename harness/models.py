@@ -91,6 +91,10 @@ class LoadedModel:
     device: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about this model."""
         return {
@@ -101,7 +105,7 @@ class LoadedModel:
             "dtype": self.dtype,
             "device": self.device,
             "class": type(self.model).__name__,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "parameters": self.n_params,
             "chat": self.chat.to_dict(),
             **self.info,
         }

@@ -44,7 +44,7 @@ HEAD_BYTES_PER_VOCAB_WIDTH = 8
 
 def head_bytes(config: Any, settings: Any) -> int:
     """Working memory of the sync-free loss head (TRL's is within the per-token fit)."""
-    if not getattr(settings, "sync_free", False):
+    if not settings.sync_free:
         return 0
     kernels = "compiled" if settings.compile else "eager"
     vocab = config.vocab_size * config.hidden_size * HEAD_BYTES_PER_VOCAB_WIDTH
@@ -72,6 +72,22 @@ def bytes_per_token(config: Any, kernels: str) -> float:
     return per_layer * config.num_hidden_layers * KERNELS_FACTOR[kernels]
 
 
+def fit_to_card(
+    settings: Any,
+    config: Any,
+    n_params: int,
+    device: str,
+    processes: int = 1,
+    log: Callable[[str], None] = print,
+) -> Any:
+    """`fit_memory` for the CUDA card `device` (under torchrun: this rank's, the same size on
+    every rank)."""
+    import torch
+
+    total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return fit_memory(settings, config, n_params, total, processes, log)
+
+
 def fit_memory(
     settings: Any,
     config: Any,
@@ -87,7 +103,8 @@ def fit_memory(
     if not settings.packing or settings.memory_fraction <= 0:
         return settings
     state = (STATE_BYTES_PER_PARAM + (DDP_BYTES_PER_PARAM if processes > 1 else 0)) * n_params
-    budget = total_bytes * settings.memory_fraction - state - head_bytes(config, settings)
+    head = head_bytes(config, settings)
+    budget = total_bytes * settings.memory_fraction - state - head
     if settings.activation_checkpointing:
         per_token = CHECKPOINTED_BYTES_PER_WIDTH * config.hidden_size * config.num_hidden_layers
     else:
@@ -102,11 +119,11 @@ def fit_memory(
             f"{state / 1e9:.1f} GB of training state in {card})"
         )
         return settings
-    if fits == 0 and head_bytes(config, settings):
+    if fits == 0 and head:
         # the head's tiles are a speed choice: give them up before the activations
         log(
             f"memory: no {settings.max_length}-token sequence fits beside the sync-free loss "
-            f"head's {head_bytes(config, settings) / 1e9:.1f} GB in {card}: TRL's head instead"
+            f"head's {head / 1e9:.1f} GB in {card}: TRL's head instead"
         )
         plain = replace(settings, sync_free=False)
         return fit_memory(plain, config, n_params, total_bytes, processes, log)

@@ -60,7 +60,7 @@ def run_sft(
             f"warning: training on {len(overlaps)} row(s) that overlap the suites (--allow-overlap)"
         )
     lm = load(spec, device=device, dtype="float32")
-    preset, settings = default_settings(sum(p.numel() for p in lm.model.parameters()), lm.device)
+    preset, settings = default_settings(lm.n_params, lm.device)
     chosen: set[str] = set()
     if config:
         settings, keys = settings_from_yaml(config, settings)

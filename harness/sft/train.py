@@ -30,7 +30,7 @@ from ..yamlio import MarkedDict, load_yaml
 from . import varlen
 from .compiling import compile_layers
 from .data import SFTData
-from .memory import fit_memory
+from .memory import fit_to_card
 
 EMBEDDED_MAX_PARAMS = 10_000_000  # below this, a model gets the fast "embedded" preset
 
@@ -471,14 +471,8 @@ def train(
     ):
         settings = plan_steps(settings, row_lengths(data, lm.tokenizer), processes, log)
     if settings.memory_fraction and lm.device.startswith("cuda"):
-        import torch
-
-        # this rank's card (the Trainer moves the model there); the same size on every rank
-        card = torch.cuda.get_device_properties(int(os.environ.get("LOCAL_RANK", "0")))
-        n_params = sum(p.numel() for p in lm.model.parameters())
-        settings = fit_memory(
-            settings, lm.model.config, n_params, card.total_memory, processes, log
-        )
+        card = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # where the Trainer moves the model
+        settings = fit_to_card(settings, lm.model.config, lm.n_params, card, processes, log)
     checkpoints = out / "checkpoints"
     attention = lm.model.config._attn_implementation  # training may swap it; restored to save
     trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress, log=log)
