@@ -10,7 +10,7 @@ calls, and the kernels that took the most time. Two loops over the same packed b
 - `bare`: forward with TRL's fused LM head, backward, clipping, AdamW (fused), nothing else:
   what the Trainer's bookkeeping costs is the difference.
 
-Run: python -m benchmarks.gpu_sft_profile --runs harness:long,harness-batch4:long --out DIR
+Run: python -m benchmarks.gpu_sft_profile --runs harness:long,harness-batch6:long --out DIR
 """
 
 from __future__ import annotations
@@ -74,13 +74,14 @@ def summarise(
     kernel_us = sum(v[0] for v in per_kernel.values())
     top = sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:top_n]
     tok_s = tokens / wall_s
+    busy = busy_us(events)
     return {
         "steps": steps,
         "tokens_per_step": tokens // steps,
         "wall_ms_per_step": round(1e3 * wall_s / steps, 1),
-        "gpu_busy_ms_per_step": round(busy_us(events) / 1e3 / steps, 1),
+        "gpu_busy_ms_per_step": round(busy / 1e3 / steps, 1),
         "kernel_ms_per_step": round(kernel_us / 1e3 / steps, 1),
-        "busy_fraction": round(busy_us(events) / 1e6 / wall_s, 3),
+        "busy_fraction": round(busy / 1e6 / wall_s, 3),
         "kernels_per_step": len(kernels) // steps,
         "tokens_per_s": round(tok_s),
         "mfu": round(6 * n_params * tok_s / peak, 4) if peak else None,
@@ -139,11 +140,11 @@ def profiled_bare(trainer, steps: int, warmup: int):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=torch.cuda.is_available())
     batches = iter(trainer.get_train_dataloader())
 
-    from harness.sft.head import POSITIONS, TARGETS, TOKENS
+    from harness.sft.head import COLLATED
 
     def step() -> int:
         inputs = trainer._prepare_inputs(next(batches))
-        for key in (POSITIONS, TARGETS, TOKENS):  # the sync-free trainer's collator adds them
+        for key in COLLATED:  # the sync-free trainer's collator adds them
             inputs.pop(key, None)
         with torch.autocast("cuda", torch.bfloat16, enabled=torch.cuda.is_available()):
             loss = model(**inputs, fused_lm_head=True, use_cache=False).loss
@@ -187,7 +188,7 @@ def main() -> None:
         for loop in args.loops.split(","):
             gpu = torch.cuda.is_available()
             lm = build_lm("cuda" if gpu else "cpu", tiny=args.tiny)
-            n_params = sum(p.numel() for p in lm.model.parameters())
+            n_params = lm.n_params
             settings = configure(name, lm, args.tiny)
             trainer, _ = make_trainer(
                 lm, conversations(data_kind), settings, Path(f"/tmp/prof/{run}"), progress=False

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from harness.cli import main
+from harness.sft import varlen
+from harness.sft.train import EMBEDDED
 from harness.tiny import IM_END, build_model, build_tokenizer, pretrain, synthetic_corpus
 
 PROJECT = Path(__file__).resolve().parent.parent
+# packed, padding-free SFT on the CPU (the CUDA default's layout, the embedded model's pace)
+PACKED = replace(EMBEDDED, packing=True, attention=varlen.ATTENTION, max_length=256, batch_size=2)
 
 
 def _save(model, tokenizer, folder: Path) -> Path:

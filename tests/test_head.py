@@ -4,6 +4,7 @@ without reading anything back from the device during a step."""
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import replace
 
 import pytest
@@ -13,10 +14,9 @@ import torch.nn.functional as F
 from harness.models import ModelSpec, load
 from harness.sft import head, syncfree, varlen
 from harness.sft.data import load_data
-from harness.sft.train import EMBEDDED, make_trainer
+from harness.sft.train import EMBEDDED, FAST, TUTORIAL, make_trainer
 
-from .conftest import chat_rows, jsonl, run_cli, sft_args
-from .test_packing import PACKED
+from .conftest import PACKED, chat_rows, jsonl, run_cli, sft_args
 
 
 def rows_with_prompts(n: int) -> list[dict]:
@@ -30,11 +30,19 @@ def rows_with_prompts(n: int) -> list[dict]:
     ]
 
 
-def trainers(model_dir, data, settings, tmp_path):
-    """TRL's trainer and the sync-free one, each on its own copy of the same model."""
+def plain(batch: dict) -> dict:
+    """The batch as TRL's collator made it (without what LabelledPositions adds)."""
+    return {k: v for k, v in batch.items() if k not in head.COLLATED}
+
+
+def trainers(model_dir, data, settings, tmp_path, tweak=None):
+    """TRL's trainer and the sync-free one, each on its own copy of the same model (`tweak`:
+    applied to each loaded model first)."""
     made = []
     for sync_free in (False, True):
         lm = load(ModelSpec("m", "path", str(model_dir)), device="cpu")
+        if tweak:
+            tweak(lm.model)
         s = replace(settings, sync_free=sync_free)
         made.append(make_trainer(lm, data, s, tmp_path / str(sync_free), progress=False)[0])
     return made
@@ -53,9 +61,9 @@ def test_sync_free_step_is_trls_step(random_model_dir, write, tmp_path, settings
     assert not isinstance(trl, syncfree.SyncFreeSFTTrainer)
     batch = next(iter(fast.get_train_dataloader()))
     assert batch[head.POSITIONS].numel() == int((batch["labels"][:, 1:] != -100).sum()) > 0
-    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
+    trl_batch = plain(batch)
     results = []
-    for trainer, inputs in ((trl, plain), (fast, dict(batch))):
+    for trainer, inputs in ((trl, trl_batch), (fast, dict(batch))):
         trainer.model.train()
         count = torch.tensor(17)  # as Trainer passes it: labelled tokens of all micro-batches
         loss = trainer.compute_loss(trainer.model, inputs, num_items_in_batch=count)
@@ -114,9 +122,9 @@ def test_sync_free_step_reads_nothing_back(random_model_dir, write, tmp_path, mo
         loss.backward()
     # the guard catches TRL's head (on the CPU its .item() for the metrics; on a GPU it also
     # indexes with a boolean mask, a wait inside C++ that this guard would not see)
-    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
+    trl_batch = plain(batch)
     with no_reads_back(monkeypatch), pytest.raises(AssertionError, match="read a tensor back"):
-        trl.compute_loss(trl.model, plain, num_items_in_batch=torch.tensor(9))
+        trl.compute_loss(trl.model, trl_batch, num_items_in_batch=torch.tensor(9))
 
 
 def test_fused_head_in_chunks_is_cross_entropy():
@@ -168,15 +176,11 @@ def test_sync_free_training_logs_trls_metrics(random_model_dir, write, tmp_path)
 
 
 def test_sync_free_is_the_cuda_default_and_a_setting(random_model_dir, write, tmp_path):
-    from harness.sft.train import FAST, TUTORIAL
-
     assert FAST.sync_free and not TUTORIAL.sync_free  # the tutorial baseline stays TRL's
     data = write("d.jsonl", jsonl(chat_rows(40)))
     config = write("s.yaml", "packing: true\nattention: harness_varlen\nsync_free: true\n")
     out = tmp_path / "tuned"
     assert run_cli(*sft_args(random_model_dir, data, out, config=config)) == 0
-    import json
-
     info = json.loads((out / "sft.json").read_text())
     assert info["settings"]["sync_free"] is True and info["tokens"] > 0
 
@@ -200,9 +204,9 @@ def test_evaluation_without_gradients_is_trls(random_model_dir, write, tmp_path)
     data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
     trl, fast = trainers(random_model_dir, data, PACKED, tmp_path)
     batch = next(iter(fast.get_train_dataloader()))
-    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
+    trl_batch = plain(batch)
     losses = []
-    for trainer, inputs in ((trl, plain), (fast, dict(batch))):
+    for trainer, inputs in ((trl, trl_batch), (fast, dict(batch))):
         trainer.model.eval()
         with torch.no_grad():
             losses.append(float(trainer.compute_loss(trainer.model, inputs)))
@@ -216,17 +220,15 @@ def test_models_with_scaled_logits_take_trls_head(random_model_dir, write, tmp_p
     """FusedHead computes hidden @ weight.T only; Granite's logit scaling (and Gemma-2's
     soft-capping, biased heads) go through TRL's head, which applies them."""
     data = load_data(write("d.jsonl", jsonl(chat_rows(40))))
-    made = []
-    for sync_free in (False, True):
-        lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
-        lm.model.config.logits_scaling = 0.05  # Granite's: logits x 20, far from the plain loss
-        s = replace(PACKED, sync_free=sync_free)
-        made.append(make_trainer(lm, data, s, tmp_path / str(sync_free), progress=False)[0])
-    trl, fast = made
+
+    def granite(model):  # Granite's scaling: logits x 20, far from the plain loss
+        model.config.logits_scaling = 0.05
+
+    trl, fast = trainers(random_model_dir, data, PACKED, tmp_path, tweak=granite)
     assert not syncfree.plain_head(fast.model) and not fast._takes_fast_path(False)
     batch = next(iter(fast.get_train_dataloader()))
-    plain = {k: v for k, v in batch.items() if k not in (head.POSITIONS, head.TARGETS, head.TOKENS)}
-    scaled = float(trl.compute_loss(trl.model, plain).detach())
+    trl_batch = plain(batch)
+    scaled = float(trl.compute_loss(trl.model, trl_batch).detach())
     assert float(fast.compute_loss(fast.model, dict(batch)).detach()) == pytest.approx(scaled)
     positions, targets = batch[head.POSITIONS], batch[head.TARGETS]
     hidden = fast.model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"])

@@ -28,9 +28,7 @@ from harness.sft.train import (
     respect_choices,
 )
 
-from .conftest import chat_rows, jsonl, run_cli, sft_args
-
-PACKED = replace(EMBEDDED, packing=True, attention=varlen.ATTENTION, max_length=256, batch_size=2)
+from .conftest import PACKED, chat_rows, jsonl, run_cli, sft_args
 
 
 def reference(q, k, v, offset: int = 0):

@@ -21,6 +21,7 @@ import torch
 from .memory import TILE_BYTES
 
 POSITIONS, TARGETS, TOKENS = "label_positions", "label_targets", "label_tokens"
+COLLATED = (POSITIONS, TARGETS, TOKENS)  # what LabelledPositions adds to a batch
 
 
 class LabelledPositions:
