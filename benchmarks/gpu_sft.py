@@ -37,14 +37,16 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsi
 # what RESULTS.md reports, the headline first
 RUNS = [
     "harness:long",
-    "harness-syncs:long",
-    "tutorial:long",
-    "harness-liger:long",
-    "harness-repeat-kv:long",
-    "harness-batch8:long",
+    "harness-attn-graph-break:long",
     "harness:mix",
+    "harness-attn-graph-break:mix",
+    "tutorial:long",
     "tutorial:mix",
 ]
+
+
+# configurations that reproduce earlier defaults, whose compiled layers broke around attention
+GRAPH_BREAK = {"harness-attn-graph-break", "harness-syncs", "harness-syncs+workers"}
 
 
 def settings_for(name: str, tiny: bool):
@@ -73,6 +75,9 @@ def settings_for(name: str, tiny: bool):
         "harness-batch8": replace(FAST, batch_size=8),
         # grouped-query heads repeated before the Flash kernel, as before native GQA (set below)
         "harness-repeat-kv": FAST,
+        # a graph break around the attention kernel in each compiled layer: session 4's default
+        # (set below, as for the two session-3 rows above)
+        "harness-attn-graph-break": FAST,
         "harness-flex": replace(FAST, attention="flex_attention"),
         "harness-ckpt": replace(FAST, activation_checkpointing=True),
         # padded batches of whole rows, no packing: SDPA's flash path cannot take a padding mask
@@ -101,6 +106,7 @@ def configure(name: str, lm, tiny: bool, processes: int = 1):
     if lm.device.startswith("cuda"):
         settings = fit_to_card(settings, lm.model.config, lm.n_params, lm.device, processes, print)
     varlen.use_native_gqa(name != "harness-repeat-kv")
+    varlen.trace_attention(name not in GRAPH_BREAK)
     return settings
 
 
@@ -159,6 +165,19 @@ def packing_leak(trainer, device: str) -> float:
 
 def note(begun: float, what: str) -> None:
     print(f"[{time.perf_counter() - begun:6.1f} s] {what}", file=sys.stderr, flush=True)
+
+
+def attention_flops_per_token(config, trainer) -> float:
+    """Causal attention's matrix products (QK^T and PV, forward and backward), which the 6·N rule
+    leaves out: 6·layers·heads·head_dim·n(n+1) for a row of n tokens, averaged over the tokens of
+    the training rows (PaLM's MFU counts them, for non-causal attention)."""
+    if "seq_lengths" in trainer.train_dataset.column_names:
+        rows = [n for pack in trainer.train_dataset["seq_lengths"] for n in pack]
+    else:
+        rows = [len(x) for x in trainer.train_dataset["input_ids"]]
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    width = config.num_hidden_layers * config.num_attention_heads * head_dim
+    return 6 * width * sum(n * (n + 1) for n in rows) / max(sum(rows), 1)
 
 
 def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> dict:
@@ -228,6 +247,8 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     tok_s = fill * (clock.tok1 - clock.tok0) / (clock.t1 - clock.t0)
     card = torch.cuda.get_device_name() if device != "cpu" else "cpu"
     peak = next((v for k, v in PEAK_BF16.items() if k in card), None)
+    attn = attention_flops_per_token(lm.model.config, trainer)
+    breaks = torch._dynamo.utils.counters["graph_break"]
     curve = [
         {"step": h["step"], "loss": round(h["loss"], 4), "tokens": int(h.get("num_tokens", 0))}
         for h in trainer.state.log_history
@@ -248,6 +269,12 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         "tokens_per_s": round(tok_s, 1),
         "gpus": gpus,
         "mfu": round(6 * n_params * tok_s / (peak * gpus), 4) if peak else None,
+        "attention_flops_per_token": round(attn),
+        "mfu_with_attention": round((6 * n_params + attn) * tok_s / (peak * gpus), 4)
+        if peak
+        else None,
+        # compiled layers' graph breaks, by the first line of their reason
+        "graph_breaks": {k.splitlines()[0][:100]: v for k, v in breaks.items()},
         "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2)
         if device != "cpu"
         else None,
@@ -320,7 +347,8 @@ def main() -> None:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
         print(
             f"{run}: {r['tokens_per_s']:,.0f} tokens/s, MFU {mfu}, peak {r['peak_memory_gb']} GB, "
-            f"{r['tokens_per_step']} tokens/step, leak {r['packing_max_logit_diff']}",
+            f"{r['tokens_per_step']} tokens/step, leak {r['packing_max_logit_diff']}, "
+            f"with attention {r['mfu_with_attention']}, graph breaks {r['graph_breaks']}",
             flush=True,
         )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

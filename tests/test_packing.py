@@ -99,17 +99,52 @@ def test_grouped_kv_heads_reach_the_kernel_unrepeated(monkeypatch):
     monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(False), {"window_size"}))
     varlen._varlen(q, k, v, cu, 6, 0.3)
     assert seen[-1] == (2, 2, None)  # torch 2.11: no keyword, unequal heads accepted
+    assert varlen._GQA["settled"]  # the kernel took them: the next call has no fallback
     seen.clear()
+    varlen.use_native_gqa(True)  # unsettled again
     monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(True), {"window_size"}))
     with pytest.warns(UserWarning, match="key/value heads repeated"):
         varlen._varlen(q, k, v, cu, 6, 0.3)
     varlen._varlen(q, k, v, cu, 6, 0.3)
     assert seen == [(2, 2, None), (4, 4, None), (4, 4, None)]  # refused once, then repeated
-    varlen.use_native_gqa(True)
+    assert varlen._GQA == {"native": False, "settled": True}
     monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(False), newer))
     varlen.use_native_gqa(False)
     varlen._varlen(q, k, v, cu, 6, 0.3)
     assert seen[-1] == (4, 4, None)
+    varlen.use_native_gqa(True)
+
+
+def test_settled_attention_kernel_compiles_into_the_layer(monkeypatch):
+    """A graph break around attention in each compiled layer cost 11% of a Qwen3-0.6B step
+    (benchmarks/RESULTS.md): once the kernel has said whether it takes grouped key/value heads,
+    torch.compile traces the call whole (torch's own varlen_attn, traced with its fake; the CUDA
+    kernel never runs here). Before that, and on the CPU, attention stays a graph break."""
+    if varlen._varlen_options() is None:
+        pytest.skip("this torch has no varlen_attn")
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append(gm)
+        raise RuntimeError("traced")  # the CPU cannot run the Flash kernel: stop after tracing
+
+    q, k, v = torch.randn(10, 4, 8), torch.randn(10, 2, 8), torch.randn(10, 2, 8)
+    cu = torch.tensor([0, 4, 10], dtype=torch.int32)
+    monkeypatch.setitem(varlen._GQA, "settled", True)
+    monkeypatch.setitem(varlen._GQA, "native", True)
+
+    def layer(kernel):  # the kernel between other work of a compiled layer
+        return torch.compile(
+            lambda q, k, v: kernel(q * 2, k, v, cu, 6, 0.3) + 1, backend=record, fullgraph=True
+        )
+
+    with pytest.raises(Exception, match="traced"):
+        layer(varlen._varlen_call)(q, k, v)
+    targets = [str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"]
+    assert any("varlen_attn" in t for t in targets), targets
+    with pytest.raises(Exception, match="disable"):
+        layer(varlen._varlen)(q, k, v)
+    assert varlen.settle_gqa("cpu", 4, 2, 8, torch.bfloat16) is False
 
 
 @pytest.fixture

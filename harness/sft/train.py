@@ -379,6 +379,8 @@ def make_trainer(
     if settings.attention:
         if settings.attention == varlen.ATTENTION:
             varlen.register()
+            if on_gpu and settings.compile:
+                _settle_gqa(lm)
         lm.model.set_attn_implementation(settings.attention)
     # flex attention is compiled; one padded shape per step compiles it once
     fixed_shape = settings.packing and settings.attention == "flex_attention"
@@ -440,6 +442,18 @@ def make_trainer(
     if settings.compile:
         compile_layers(trainer.model, log=log)
     return trainer, route
+
+
+def _settle_gqa(lm: LoadedModel) -> None:
+    """Let compiled layers trace the attention kernel: ask it first about this model's heads."""
+    import torch
+
+    c = lm.model.config
+    heads = c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    varlen.settle_gqa(lm.device, heads, kv_heads, head_dim, dtype)
 
 
 def _last_checkpoint(folder: Path) -> Path | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from functools import cache
 from typing import Any
 
 import torch
@@ -98,11 +97,11 @@ def varlen_attention(
         return _per_row(query, key, value, cu, scale).transpose(1, 2).contiguous(), None
     longest = int(max_length_q) if max_length_q is not None else int(cu.diff().max())
     q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # (tokens, heads, dim)
-    return _varlen(q, k, v, cu, longest, scale).unsqueeze(0), None
+    kernel = _varlen_call if _TRACED["on"] and _GQA["settled"] else _varlen
+    return kernel(q, k, v, cu, longest, scale).unsqueeze(0), None
 
 
-@cache
-def _varlen_options() -> tuple[Any, set[str]] | None:
+def _load_varlen() -> tuple[Any, set[str]] | None:
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
@@ -110,12 +109,22 @@ def _varlen_options() -> tuple[Any, set[str]] | None:
     return varlen_attn, set(inspect.signature(varlen_attn).parameters)
 
 
-_GQA = {"native": True}  # False once torch's varlen_attn refused fewer key/value heads
+_VARLEN = _load_varlen()  # once, at import: not re-read through `inspect` by each compilation
+
+
+def _varlen_options() -> tuple[Any, set[str]] | None:
+    return _VARLEN
+
+
+# native: grouped key/value heads go to the kernel unrepeated (False once torch refused them);
+# settled: the kernel has answered whether it takes them, so the call needs no fallback
+_GQA = {"native": True, "settled": False}
+_TRACED = {"on": True}
 
 
 def use_native_gqa(native: bool) -> None:
     """Pass grouped key/value heads to the kernel as they are (default) or repeated (to compare)."""
-    _GQA["native"] = native
+    _GQA.update(native=native, settled=False)
 
 
 def native_gqa() -> bool:
@@ -123,14 +132,37 @@ def native_gqa() -> bool:
     return _GQA["native"]
 
 
-@torch.compiler.disable  # a graph break: compiled regions around it, the kernel as it is
-def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
+def trace_attention(on: bool) -> None:
+    """Whether compiled layers trace the kernel (default) or break their graph around it (to
+    compare: the default of sessions 3 and 4)."""
+    _TRACED["on"] = on
+
+
+def settle_gqa(device: str, heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> bool:
+    """Ask the kernel once, eagerly, whether it takes fewer key/value heads than query heads, so
+    that compiled layers can trace it (`varlen_attn` is a custom op with a fake and a backward):
+    one graph a layer, the casts and transposes on either side fused into the layer's kernels
+    (+11% tokens/s on a Qwen3-0.6B shape, benchmarks/RESULTS.md). Until settled, attention is a
+    graph break. Returns whether the kernel is traced."""
+    if _varlen_options() is None or not device.startswith("cuda"):
+        return False
+    if not _GQA["settled"]:
+        q = torch.zeros(8, heads, head_dim, device=device, dtype=dtype)
+        kv = torch.zeros(8, kv_heads, head_dim, device=device, dtype=dtype)
+        cu = torch.tensor([0, 8], device=device, dtype=torch.int32)
+        _varlen(q, kv, kv, cu, 8, 1.0)
+        _GQA["settled"] = True
+    return _TRACED["on"]
+
+
+def _varlen_call(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
     """torch's varlen_attn, causal, across its versions' keywords (2.9-2.10: is_causal).
 
     Grouped-query attention goes to the Flash kernel as it is (it reads each key/value head for
     its group of query heads): repeating the heads costs two copies forward and two reductions
     backward per layer, ~10% of a Qwen3-0.6B step. torch 2.11's varlen_attn has no enable_gqa
-    keyword; where it refuses unequal heads, the heads are repeated."""
+    keyword; where it refuses unequal heads, the heads are repeated. Once settled, the call has
+    no try: a compiled layer traces it."""
     varlen_attn, params = _varlen_options()  # type: ignore[misc]
     kwargs: dict[str, Any] = {"scale": scale}
     if "window_size" in params:
@@ -140,17 +172,25 @@ def _varlen(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tens
     if k.shape[1] != q.shape[1] and _GQA["native"]:
         if "enable_gqa" in params:
             return varlen_attn(q, k, v, cu, cu, longest, longest, enable_gqa=True, **kwargs)
-        try:
+        if _GQA["settled"]:
             return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
+        try:
+            out = varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
+            _GQA["settled"] = True
+            return out
         except torch.OutOfMemoryError:
             raise
         except (RuntimeError, ValueError) as e:  # this torch checks the head counts
-            _GQA["native"] = False
+            _GQA.update(native=False, settled=True)
             warnings.warn(f"{ATTENTION}: key/value heads repeated ({e})", stacklevel=2)
     if k.shape[1] != q.shape[1]:
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
     return varlen_attn(q, k, v, cu, cu, longest, longest, **kwargs)
+
+
+# a graph break: compiled regions around it, the kernel as it is (until GQA is settled)
+_varlen = torch.compiler.disable(_varlen_call)
 
 
 def register() -> str:
