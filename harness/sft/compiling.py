@@ -7,7 +7,7 @@ to warm up on a Qwen3-0.6B shape and meets a graph break at the loss head's data
 indexing; the model's repeated block (its `_no_split_modules` class, e.g. Qwen3DecoderLayer)
 compiles once, with dynamic shapes, and that one compilation serves every layer and every packed
 length (~13 s on an H200, benchmarks/RESULTS.md). Packed attention compiles into the layer once
-`varlen.settle_gqa` has run (`train` does it), else it is a graph break.
+`varlen.settle_gqa` has run (`make_trainer` does it on CUDA), else it is a graph break.
 """
 
 from __future__ import annotations

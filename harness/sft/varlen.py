@@ -142,7 +142,7 @@ def settle_gqa(device: str, heads: int, kv_heads: int, head_dim: int, dtype: tor
     """Ask the kernel once, eagerly, whether it takes fewer key/value heads than query heads, so
     that compiled layers can trace it (`varlen_attn` is a custom op with a fake and a backward):
     one graph a layer, the casts and transposes on either side fused into the layer's kernels
-    (+11% tokens/s on a Qwen3-0.6B shape, benchmarks/RESULTS.md). Until settled, attention is a
+    (+12% tokens/s on a Qwen3-0.6B shape, benchmarks/RESULTS.md). Until settled, attention is a
     graph break. Returns whether the kernel is traced."""
     if _varlen_options() is None or not device.startswith("cuda"):
         return False
