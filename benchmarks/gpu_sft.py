@@ -286,6 +286,14 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     }
 
 
+def one_gpu(gpus: str) -> dict[str, str]:
+    """A run without torchrun sees one GPU: Trainer would spread a lone process over all it sees
+    (nn.DataParallel), which TRL refuses."""
+    if gpus:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=",".join(RUNS), help="config:data pairs")
@@ -328,7 +336,7 @@ def main() -> None:
                 capture_output=True,
                 text=True,
                 timeout=args.timeout,
-                env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+                env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **one_gpu(gpus)},
             )
         except subprocess.TimeoutExpired as e:
             err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.gpu_sft import PEAK_BF16, build_lm, configure, conversations
+from benchmarks.gpu_sft import PEAK_BF16, build_lm, configure, conversations, one_gpu
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
 
@@ -169,6 +170,8 @@ def profiled_bare(trainer, steps: int, warmup: int):
 
 def main() -> None:
     from harness.sft.train import make_trainer
+
+    os.environ.update(one_gpu(""))  # before CUDA starts: one process, one GPU
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="harness:long")

@@ -17,6 +17,7 @@ from .models import ModelSpec
 from .report import write_reports
 from .results import RunFolder
 from .sft.stage import run_sft
+from .sft.train import check_one_gpu_per_process
 from .suites import Suite
 from .tables import paired_table, summary_table
 
@@ -37,6 +38,8 @@ def pipeline(
 ) -> dict[str, Any]:
     settings = settings or DecodeSettings()
     run_dir, model_dir = out / "run", out / "model"
+    if not (model_dir / "sft.json").exists():  # before evaluating: training would refuse later
+        check_one_gpu_per_process(settings.device)
     log(f"[1/3] evaluating {base.name}")
     evaluate(suites, [base], run_dir, settings, resume=True, log=log, progress=progress)
     if (model_dir / "sft.json").exists():

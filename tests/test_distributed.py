@@ -117,3 +117,34 @@ def test_two_process_sync_free_sft_logs_what_trls_head_does(write, random_model_
         assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 2e-3
         # accuracy over both ranks' labels: one rank's alone differs by much more
         assert abs(a["token_accuracy"] - b["token_accuracy"]) < 2e-3
+
+
+def test_one_process_on_several_gpus_is_refused_before_any_work(
+    write, random_model_dir, tmp_path, monkeypatch, capsys
+):
+    """TRL's trainer refuses one process over several GPUs only after the data is tokenized (and
+    `pipeline` would have evaluated the base first): harness says so up front, with the ways out,
+    and neither trains nor evaluates."""
+    import torch
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    data = write("d.jsonl", jsonl(chat_rows(8)))
+    out = tmp_path / "tuned"
+    assert run_cli(*sft_args(random_model_dir, data, out)) == 2
+    err = capsys.readouterr().err
+    assert "2 GPUs are visible to this one process" in err
+    assert "torchrun --nproc_per_node 2" in err and "CUDA_VISIBLE_DEVICES=0" in err
+    assert not out.exists()
+    pipe = tmp_path / "pipe"
+    args = ["pipeline", "--base", str(random_model_dir), "--data", str(data), "--out", str(pipe)]
+    assert run_cli(*args, "--name", "p", "--quiet") == 2
+    assert "2 GPUs are visible" in capsys.readouterr().err and not (pipe / "run").exists()
+    # under torchrun, or on the CPU, the same machine trains
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    from harness.sft.train import check_one_gpu_per_process
+
+    check_one_gpu_per_process("cuda")
+    monkeypatch.delenv("WORLD_SIZE")
+    check_one_gpu_per_process("cpu")

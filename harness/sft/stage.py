@@ -12,7 +12,13 @@ from ..models import ModelSpec, load, register
 from ..suites import Suite
 from .data import load_many
 from .overlap import find_overlaps
-from .train import default_settings, respect_choices, settings_from_yaml, train
+from .train import (
+    check_one_gpu_per_process,
+    default_settings,
+    respect_choices,
+    settings_from_yaml,
+    train,
+)
 
 MAX_LISTED = 15
 
@@ -47,6 +53,7 @@ def run_sft(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    check_one_gpu_per_process(device)
     data = load_many(data_spec)
     overlaps = find_overlaps(data.user_prompts(), suites)
     if overlaps and not allow_overlap:

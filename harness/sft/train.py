@@ -444,6 +444,23 @@ def make_trainer(
     return trainer, route
 
 
+def check_one_gpu_per_process(device: str) -> None:
+    """TRL's trainer refuses one process spread over several GPUs (nn.DataParallel, which Trainer
+    picks whenever a lone process sees more than one), after the data is tokenized: say so first,
+    with the two ways out."""
+    import torch
+
+    if device == "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return
+    if not torch.cuda.is_available() or (n := torch.cuda.device_count()) <= 1:
+        return
+    raise InputError(
+        f"--device {device}: {n} GPUs are visible to this one process, and TRL's trainer does not "
+        "spread one process over several. Train on all of them with `torchrun --nproc_per_node "
+        f"{n} -m harness sft ...`, or on one with `CUDA_VISIBLE_DEVICES=0 harness sft ...`"
+    )
+
+
 def _settle_gqa(lm: LoadedModel) -> None:
     """Let compiled layers trace the attention kernel: ask it first about this model's heads."""
     import torch
