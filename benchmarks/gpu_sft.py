@@ -167,6 +167,15 @@ def note(begun: float, what: str) -> None:
     print(f"[{time.perf_counter() - begun:6.1f} s] {what}", file=sys.stderr, flush=True)
 
 
+def graph_breaks(counter: dict[str, int]) -> dict[str, int]:
+    """torch.compile's graph breaks while training, summed by the first line of their reason."""
+    out: dict[str, int] = {}
+    for reason, n in counter.items():
+        key = reason.splitlines()[0][:100]
+        out[key] = out.get(key, 0) + n
+    return out
+
+
 def attention_flops_per_token(config, trainer) -> float:
     """Causal attention's matrix products (QK^T and PV, forward and backward), which the 6·N rule
     leaves out: 6·layers·heads·head_dim·n(n+1) for a row of n tokens, averaged over the tokens of
@@ -175,6 +184,7 @@ def attention_flops_per_token(config, trainer) -> float:
         rows = [n for pack in trainer.train_dataset["seq_lengths"] for n in pack]
     else:
         rows = [len(x) for x in trainer.train_dataset["input_ids"]]
+    config = config.get_text_config()
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     width = config.num_hidden_layers * config.num_attention_heads * head_dim
     return 6 * width * sum(n * (n + 1) for n in rows) / max(sum(rows), 1)
@@ -234,6 +244,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     trainer.add_callback(clock)
     if device != "cpu":
         torch.cuda.reset_peak_memory_stats()
+    torch._dynamo.utils.counters.clear()  # graph breaks of training only (not the leak check)
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
@@ -273,8 +284,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         "mfu_with_attention": round((6 * n_params + attn) * tok_s / (peak * gpus), 4)
         if peak
         else None,
-        # compiled layers' graph breaks, by the first line of their reason
-        "graph_breaks": {k.splitlines()[0][:100]: v for k, v in breaks.items()},
+        "graph_breaks": graph_breaks(breaks),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2)
         if device != "cpu"
         else None,

@@ -39,7 +39,7 @@ def pipeline(
     settings = settings or DecodeSettings()
     run_dir, model_dir = out / "run", out / "model"
     if not (model_dir / "sft.json").exists():  # before evaluating: training would refuse later
-        check_one_gpu_per_process(settings.device)
+        check_one_gpu_per_process(settings.device, "pipeline")
     log(f"[1/3] evaluating {base.name}")
     evaluate(suites, [base], run_dir, settings, resume=True, log=log, progress=progress)
     if (model_dir / "sft.json").exists():

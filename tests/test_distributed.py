@@ -128,6 +128,7 @@ def test_one_process_on_several_gpus_is_refused_before_any_work(
     import torch
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     data = write("d.jsonl", jsonl(chat_rows(8)))
@@ -140,11 +141,16 @@ def test_one_process_on_several_gpus_is_refused_before_any_work(
     pipe = tmp_path / "pipe"
     args = ["pipeline", "--base", str(random_model_dir), "--data", str(data), "--out", str(pipe)]
     assert run_cli(*args, "--name", "p", "--quiet") == 2
-    assert "2 GPUs are visible" in capsys.readouterr().err and not (pipe / "run").exists()
-    # under torchrun, or on the CPU, the same machine trains
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    err = capsys.readouterr().err
+    assert "-m harness pipeline ..." in err and not (pipe / "run").exists()
+    # under torchrun (one process or more), or on the CPU, the same machine trains
     from harness.sft.train import check_one_gpu_per_process
 
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    check_one_gpu_per_process("cuda")
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     check_one_gpu_per_process("cuda")
     monkeypatch.delenv("WORLD_SIZE")
     check_one_gpu_per_process("cpu")

@@ -91,7 +91,7 @@ def test_grouped_kv_heads_reach_the_kernel_unrepeated(monkeypatch):
 
     q, k, v = torch.randn(10, 4, 8), torch.randn(10, 2, 8), torch.randn(10, 2, 8)
     cu = torch.tensor([0, 4, 10], dtype=torch.int32)
-    monkeypatch.setitem(varlen._GQA, "native", True)
+    monkeypatch.setattr(varlen, "_GQA", {"native": True, "settled": False})
     newer = {"window_size", "enable_gqa"}
     monkeypatch.setattr(varlen, "_varlen_options", lambda: (kernel(False), newer))
     varlen._varlen(q, k, v, cu, 6, 0.3)
@@ -115,13 +115,34 @@ def test_grouped_kv_heads_reach_the_kernel_unrepeated(monkeypatch):
     varlen.use_native_gqa(True)
 
 
-def test_settled_attention_kernel_compiles_into_the_layer(monkeypatch):
-    """A graph break around attention in each compiled layer cost 11% of a Qwen3-0.6B step
+@torch.library.custom_op("harness_test::varlen_attn_2_11", mutates_args=())
+def _varlen_2_11(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, longest: int) -> torch.Tensor:
+    return q.clone()
+
+
+@_varlen_2_11.register_fake
+def _(q, k, v, longest):
+    return torch.empty_like(q)
+
+
+def varlen_attn_2_11(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, is_causal=False):
+    """Stands in for torch 2.11's varlen_attn: no enable_gqa keyword, unequal heads taken."""
+    return _varlen_2_11(q, k, v, max_q)
+
+
+@pytest.mark.parametrize("torch_version", ["this torch", "2.11"])
+def test_settled_attention_kernel_compiles_into_the_layer(monkeypatch, torch_version):
+    """A graph break around attention in each compiled layer cost 12% of a Qwen3-0.6B step
     (benchmarks/RESULTS.md): once the kernel has said whether it takes grouped key/value heads,
-    torch.compile traces the call whole (torch's own varlen_attn, traced with its fake; the CUDA
-    kernel never runs here). Before that, and on the CPU, attention stays a graph break."""
-    if varlen._varlen_options() is None:
+    torch.compile traces the call whole (this torch's own varlen_attn traced through its fake, or
+    2.11's signature, where the grouped heads go without a keyword); the CUDA kernel never runs
+    here. Before that, attention stays a graph break."""
+    options = varlen._varlen_options()
+    if options is None:
         pytest.skip("this torch has no varlen_attn")
+    if torch_version == "2.11":
+        options = (varlen_attn_2_11, {"q", "scale", "is_causal"})
+        monkeypatch.setattr(varlen, "_varlen_options", lambda: options)
     graphs = []
 
     def record(gm, example_inputs):
@@ -130,21 +151,27 @@ def test_settled_attention_kernel_compiles_into_the_layer(monkeypatch):
 
     q, k, v = torch.randn(10, 4, 8), torch.randn(10, 2, 8), torch.randn(10, 2, 8)
     cu = torch.tensor([0, 4, 10], dtype=torch.int32)
-    monkeypatch.setitem(varlen._GQA, "settled", True)
-    monkeypatch.setitem(varlen._GQA, "native", True)
+    monkeypatch.setattr(varlen, "_GQA", {"native": True, "settled": False})
+    monkeypatch.setattr(varlen, "_TRACED", {"on": True})
 
-    def layer(kernel):  # the kernel between other work of a compiled layer
+    def layer():  # the kernel between other work of a compiled layer, as varlen_attention picks
         return torch.compile(
-            lambda q, k, v: kernel(q * 2, k, v, cu, 6, 0.3) + 1, backend=record, fullgraph=True
+            lambda q, k, v: varlen._kernel()(q * 2, k, v, cu, 6, 0.3) + 1,
+            backend=record,
+            fullgraph=True,
         )
 
+    with pytest.raises(Exception, match="disable"):  # unsettled: a graph break
+        layer()(q, k, v)
+    varlen._GQA["settled"] = True
     with pytest.raises(Exception, match="traced"):
-        layer(varlen._varlen_call)(q, k, v)
-    targets = [str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"]
+        layer()(q, k, v)
+    targets = [str(n.target) for n in graphs[-1].graph.nodes if n.op == "call_function"]
     assert any("varlen_attn" in t for t in targets), targets
+    varlen.trace_attention(False)  # the benchmarks' earlier default: a graph break again
     with pytest.raises(Exception, match="disable"):
-        layer(varlen._varlen)(q, k, v)
-    assert varlen.settle_gqa("cpu", 4, 2, 8, torch.bfloat16) is False
+        layer()(q, k, v)
+    assert varlen.settle_gqa("cpu", 8) is False
 
 
 @pytest.fixture
@@ -236,12 +263,17 @@ def test_compiled_layers_compute_what_eager_layers_do(random_model_dir, write, t
 
 
 def test_compile_setting_compiles_the_layers(random_model_dir, write, tmp_path, monkeypatch):
-    seen = []
+    seen, asked = [], []
     monkeypatch.setattr(train_module, "compile_layers", lambda m, log: seen.append(m))
+    monkeypatch.setattr(varlen, "settle_gqa", lambda *a: asked.append(a))
     lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
     data = load_data(write("d.jsonl", jsonl(chat_rows(8))))
     trainer, _ = make_trainer(lm, data, replace(PACKED, compile=True), tmp_path, progress=False)
     assert seen == [trainer.model]
+    c = lm.model.config  # the attention kernel is asked about grouped heads before compiling
+    assert asked == [
+        ("cpu", getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
+    ]
     logs: list[str] = []
     has = {"triton": True, "liger_kernel": True}
     monkeypatch.setattr(

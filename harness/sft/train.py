@@ -379,7 +379,7 @@ def make_trainer(
     if settings.attention:
         if settings.attention == varlen.ATTENTION:
             varlen.register()
-            if on_gpu and settings.compile:
+            if settings.compile:
                 _settle_gqa(lm)
         lm.model.set_attn_implementation(settings.attention)
     # flex attention is compiled; one padded shape per step compiles it once
@@ -444,33 +444,30 @@ def make_trainer(
     return trainer, route
 
 
-def check_one_gpu_per_process(device: str) -> None:
-    """TRL's trainer refuses one process spread over several GPUs (nn.DataParallel, which Trainer
-    picks whenever a lone process sees more than one), after the data is tokenized: say so first,
-    with the two ways out."""
+def check_one_gpu_per_process(device: str, command: str = "sft") -> None:
+    """Trainer gives a process started outside torchrun / accelerate that sees several GPUs
+    nn.DataParallel, which TRL's trainer refuses, and only after the data is tokenized: say so
+    first, with the two ways out."""
     import torch
 
-    if device == "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if device == "cpu" or "LOCAL_RANK" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return
     if not torch.cuda.is_available() or (n := torch.cuda.device_count()) <= 1:
         return
     raise InputError(
-        f"--device {device}: {n} GPUs are visible to this one process, and TRL's trainer does not "
-        "spread one process over several. Train on all of them with `torchrun --nproc_per_node "
-        f"{n} -m harness sft ...`, or on one with `CUDA_VISIBLE_DEVICES=0 harness sft ...`"
+        f"{n} GPUs are visible to this one process, and TRL's trainer refuses to drive several "
+        f"GPUs from one process (nn.DataParallel). Train on all of them with `torchrun "
+        f"--nproc_per_node {n} -m harness {command} ...`, or on one with `CUDA_VISIBLE_DEVICES=0 "
+        f"harness {command} ...`"
     )
 
 
 def _settle_gqa(lm: LoadedModel) -> None:
-    """Let compiled layers trace the attention kernel: ask it first about this model's heads."""
-    import torch
-
-    c = lm.model.config
-    heads = c.num_attention_heads
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-    kv_heads = getattr(c, "num_key_value_heads", None) or heads
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    varlen.settle_gqa(lm.device, heads, kv_heads, head_dim, dtype)
+    """Let compiled layers trace the attention kernel: ask it first (on CUDA; a no-op elsewhere)."""
+    c = lm.model.config.get_text_config()
+    varlen.settle_gqa(
+        lm.device, getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    )
 
 
 def _last_checkpoint(folder: Path) -> Path | None:

@@ -97,8 +97,7 @@ def varlen_attention(
         return _per_row(query, key, value, cu, scale).transpose(1, 2).contiguous(), None
     longest = int(max_length_q) if max_length_q is not None else int(cu.diff().max())
     q, k, v = (t[0].transpose(0, 1).to(dtype) for t in (query, key, value))  # (tokens, heads, dim)
-    kernel = _varlen_call if _TRACED["on"] and _GQA["settled"] else _varlen
-    return kernel(q, k, v, cu, longest, scale).unsqueeze(0), None
+    return _kernel()(q, k, v, cu, longest, scale).unsqueeze(0), None
 
 
 def _load_varlen() -> tuple[Any, set[str]] | None:
@@ -138,21 +137,33 @@ def trace_attention(on: bool) -> None:
     _TRACED["on"] = on
 
 
-def settle_gqa(device: str, heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> bool:
+def settle_gqa(device: str, head_dim: int) -> bool:
     """Ask the kernel once, eagerly, whether it takes fewer key/value heads than query heads, so
     that compiled layers can trace it (`varlen_attn` is a custom op with a fake and a backward):
     one graph a layer, the casts and transposes on either side fused into the layer's kernels
     (+12% tokens/s on a Qwen3-0.6B shape, benchmarks/RESULTS.md). Until settled, attention is a
-    graph break. Returns whether the kernel is traced."""
+    graph break. The answer is the kernel's, not a model's: one per process. Returns whether the
+    kernel is traced."""
     if _varlen_options() is None or not device.startswith("cuda"):
         return False
+    if not torch.cuda.is_bf16_supported():  # training runs in float32: row-by-row SDPA
+        return False
     if not _GQA["settled"]:
-        q = torch.zeros(8, heads, head_dim, device=device, dtype=dtype)
-        kv = torch.zeros(8, kv_heads, head_dim, device=device, dtype=dtype)
-        cu = torch.tensor([0, 8], device=device, dtype=torch.int32)
-        _varlen(q, kv, kv, cu, 8, 1.0)
+
+        def probe(kv_heads: int) -> tuple:
+            q = torch.zeros(8, 2, head_dim, device=device, dtype=torch.bfloat16)
+            kv = torch.zeros(8, kv_heads, head_dim, device=device, dtype=torch.bfloat16)
+            return q, kv, kv, torch.tensor([0, 8], device=device, dtype=torch.int32), 8, 1.0
+
+        _varlen(*probe(2))  # equal heads: an error here is the kernel's own, raised as it is
+        _varlen(*probe(1))  # unequal: taken, or refused once and repeated from then on
         _GQA["settled"] = True
     return _TRACED["on"]
+
+
+def _kernel() -> Any:
+    """The traced call once the kernel has answered about grouped heads, else the graph break."""
+    return _varlen_call if _TRACED["on"] and _GQA["settled"] else _varlen
 
 
 def _varlen_call(q, k, v, cu: torch.Tensor, longest: int, scale: float) -> torch.Tensor:
