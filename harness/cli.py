@@ -481,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--out", help="default: data/sft/KIND.jsonl")
     data.set_defaults(func=cmd_data)
 
-    base = sub.add_parser("build-base", help="rebuild the embedded base model (~2 min on CPU)")
+    base = sub.add_parser(
+        "build-base", help="rebuild the embedded base model (~9 min on 2 CPU cores)"
+    )
     base.add_argument("--out", default="models/base")
     base.add_argument("--seed", type=int, default=0)
     base.add_argument("--steps", type=_positive, default=3000)

@@ -6,7 +6,17 @@ import pytest
 
 from harness.chat import render
 from harness.models import ModelSpec, load
-from harness.runner import Request, _finish, generate, generate_batch, plan_batches
+from harness.runner import (
+    CPU_BATCH_SIZE,
+    CPU_KV_BUDGET,
+    Request,
+    _finish,
+    auto_batch_size,
+    generate,
+    generate_batch,
+    plan_batches,
+    sequence_bytes,
+)
 
 PROMPTS = [
     "Calculate 1+1-1",
@@ -41,6 +51,17 @@ def requests_for(lm, prompts, max_new=24):
 def test_plan_batches_is_length_sorted_and_stable():
     assert plan_batches([3, 5, 3, 9, 1], 2) == [[3, 1], [0, 2], [4]]
     assert plan_batches([2, 2, 2], 8) == [[0, 1, 2]]
+
+
+def test_cpu_batches_are_large_within_a_fixed_kv_budget(random_lm):
+    """A whole 126-question suite in one batch where the KV cache is small; halved for big
+    models or long outputs, the same on every machine."""
+    assert auto_batch_size(random_lm, 200) == CPU_BATCH_SIZE == 128
+    per_token = sequence_bytes(random_lm, 2) - sequence_bytes(random_lm, 1)
+    longest = CPU_KV_BUDGET // (per_token * 40)  # 40 such sequences fill the budget
+    size = auto_batch_size(random_lm, longest)
+    assert size == 32 and size * sequence_bytes(random_lm, longest) <= CPU_KV_BUDGET
+    assert auto_batch_size(random_lm, CPU_KV_BUDGET) == 1  # never less than one
 
 
 def test_batched_equals_one_at_a_time_on_cpu_float32(random_lm):
