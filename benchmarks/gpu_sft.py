@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, no sparsity
+from benchmarks.cards import card, peak_flops, peak_memory_gb, sync
 
 # what RESULTS.md reports, the headline first
 RUNS = [
@@ -225,20 +225,16 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
             if state.global_step <= warmup + 2:
                 note(begun, f"step {state.global_step}: {trainer._total_train_tokens} tokens")
             if state.global_step == warmup:
-                sync()
+                sync(device)
                 self.t0, self.tok0 = time.perf_counter(), trainer._total_train_tokens
                 self.step0 = state.global_step
                 if device != "cpu":
                     torch.cuda.reset_peak_memory_stats()
             elif self.t0 is not None and time.perf_counter() - self.t0 >= seconds:
-                sync()
+                sync(device)
                 self.t1, self.tok1 = time.perf_counter(), trainer._total_train_tokens
                 self.steps = state.global_step - self.step0
                 control.should_training_stop = True
-
-    def sync() -> None:
-        if device != "cpu":
-            torch.cuda.synchronize()
 
     clock = Clock()
     trainer.add_callback(clock)
@@ -256,8 +252,8 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         rows = [sum(x) for x in trainer.train_dataset["seq_lengths"]]
         fill = sum(rows) / len(rows) / settings.max_length
     tok_s = fill * (clock.tok1 - clock.tok0) / (clock.t1 - clock.t0)
-    card = torch.cuda.get_device_name() if device != "cpu" else "cpu"
-    peak = next((v for k, v in PEAK_BF16.items() if k in card), None)
+    card_name = card(device)
+    peak = peak_flops(card_name)
     attn = attention_flops_per_token(lm.model.config, trainer)
     breaks = torch._dynamo.utils.counters["graph_break"]
     curve = [
@@ -268,7 +264,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     return {
         "run": name,
         "data": data_kind,
-        "card": card,
+        "card": card_name,
         "params": n_params,
         "route": route,
         "gqa_heads": "native" if varlen.native_gqa() else "repeated",
@@ -285,9 +281,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
         if peak
         else None,
         "graph_breaks": graph_breaks(breaks),
-        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2)
-        if device != "cpu"
-        else None,
+        "peak_memory_gb": peak_memory_gb(device),
         "wall_s_including_warmup": round(wall, 1),
         "packing_max_logit_diff": leak,
         "loss_curve": curve,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.gpu_sft import PEAK_BF16, build_lm, configure, conversations, one_gpu
+from benchmarks.cards import card, peak_flops, peak_memory_gb, sync
+from benchmarks.gpu_sft import build_lm, configure, conversations, one_gpu
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
 
@@ -96,11 +97,6 @@ def summarise(
             for k, v in top
         ],
     }
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def profiled_trainer(trainer, steps: int, warmup: int):
@@ -200,14 +196,15 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats()
             profiled = profiled_trainer if loop == "trainer" else profiled_bare
             prof, wall, tokens = profiled(trainer, args.steps, args.warmup)
-            card = torch.cuda.get_device_name() if gpu else "cpu"
-            peak = next((v for k, v in PEAK_BF16.items() if k in card), None)
+            card_name = card("cuda" if gpu else "cpu")
             r = {
                 "run": run,
                 "loop": loop,
-                "card": card,
-                "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 1) if gpu else 0,
-                **summarise(prof, args.steps, wall, tokens, n_params, peak, args.top),
+                "card": card_name,
+                "peak_memory_gb": peak_memory_gb("cuda" if gpu else "cpu", 1) or 0,
+                **summarise(
+                    prof, args.steps, wall, tokens, n_params, peak_flops(card_name), args.top
+                ),
             }
             results.append(r)
             if args.trace:  # the timeline: where the GPU waits, and on what
