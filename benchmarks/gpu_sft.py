@@ -184,9 +184,10 @@ def attention_flops_per_token(config, trainer) -> float:
         rows = [n for pack in trainer.train_dataset["seq_lengths"] for n in pack]
     else:
         rows = [len(x) for x in trainer.train_dataset["input_ids"]]
-    config = config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    width = config.num_hidden_layers * config.num_attention_heads * head_dim
+    from harness.models import attention_shape
+
+    shape = attention_shape(config)
+    width = config.get_text_config().num_hidden_layers * shape.heads * shape.head_dim
     return 6 * width * sum(n * (n + 1) for n in rows) / max(sum(rows), 1)
 
 

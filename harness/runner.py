@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .fastdecode import greedy_static
-from .models import LoadedModel
+from .models import LoadedModel, attention_shape
 
 # CPU: batches of up to 128 (a 126-question suite in one batch: per-step overhead bounds small
 # models, and 128 beat 64 by 30% on SmolLM2-135M too), halved while their KV cache would pass
@@ -81,10 +81,9 @@ def sequence_bytes(lm: LoadedModel, longest: int) -> int:
     import torch
 
     cfg = lm.model.config.get_text_config()
-    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    shape = attention_shape(cfg)
     elem = torch.finfo(getattr(torch, lm.dtype)).bits // 8
-    per_seq = 2 * cfg.num_hidden_layers * heads * head_dim * elem * longest
+    per_seq = 2 * cfg.num_hidden_layers * shape.kv_heads * shape.head_dim * elem * longest
     return per_seq + cfg.vocab_size * 4 * 2  # last-position logits and their float32 copy
 
 

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import HarnessError
+from ..models import attention_shape
 
 # Bytes kept for backward per token and layer without activation checkpointing, bf16 autocast,
 # in units of the layer's widths (hidden, query, key/value and MLP). Fitted on a Qwen3-0.6B
@@ -59,14 +60,12 @@ def kernels_of(settings: Any) -> str:
 def bytes_per_token(config: Any, kernels: str) -> float:
     """Activation memory one training token needs, from the model's config."""
     hidden = config.hidden_size
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    shape = attention_shape(config)
     mlp = getattr(config, "intermediate_size", None) or 4 * hidden
     per_layer = (
         PER_WIDTH["hidden"] * hidden
-        + PER_WIDTH["query"] * heads * head_dim
-        + PER_WIDTH["kv"] * kv_heads * head_dim
+        + PER_WIDTH["query"] * shape.heads * shape.head_dim
+        + PER_WIDTH["kv"] * shape.kv_heads * shape.head_dim
         + PER_WIDTH["mlp"] * mlp
     )
     return per_layer * config.num_hidden_layers * KERNELS_FACTOR[kernels]

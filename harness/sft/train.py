@@ -25,7 +25,7 @@ from typing import Any
 
 from ..env import versions
 from ..errors import InputError, Problem
-from ..models import LoadedModel
+from ..models import LoadedModel, attention_shape
 from ..yamlio import MarkedDict, load_yaml
 from . import varlen
 from .compiling import compile_layers
@@ -464,10 +464,7 @@ def check_one_gpu_per_process(device: str, command: str = "sft") -> None:
 
 def _settle_gqa(lm: LoadedModel) -> None:
     """Let compiled layers trace the attention kernel: ask it first (on CUDA; a no-op elsewhere)."""
-    c = lm.model.config.get_text_config()
-    varlen.settle_gqa(
-        lm.device, getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    )
+    varlen.settle_gqa(lm.device, attention_shape(lm.model.config).head_dim)
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
