@@ -379,8 +379,8 @@ def make_trainer(
     if settings.attention:
         if settings.attention == varlen.ATTENTION:
             varlen.register()
-            if settings.compile:
-                _settle_gqa(lm)
+            if settings.compile:  # lets the compiled layers trace the kernel (CUDA only)
+                varlen.settle_gqa(lm.device, attention_shape(lm.model.config).head_dim)
         lm.model.set_attn_implementation(settings.attention)
     # flex attention is compiled; one padded shape per step compiles it once
     fixed_shape = settings.packing and settings.attention == "flex_attention"
@@ -460,11 +460,6 @@ def check_one_gpu_per_process(device: str, command: str = "sft") -> None:
         f"--nproc_per_node {n} -m harness {command} ...`, or on one with `CUDA_VISIBLE_DEVICES=0 "
         f"harness {command} ...`"
     )
-
-
-def _settle_gqa(lm: LoadedModel) -> None:
-    """Let compiled layers trace the attention kernel: ask it first (on CUDA; a no-op elsewhere)."""
-    varlen.settle_gqa(lm.device, attention_shape(lm.model.config).head_dim)
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
