@@ -16,8 +16,8 @@ from .fastdecode import greedy_static
 from .models import LoadedModel, attention_shape
 
 # CPU: batches of up to 128 (a 126-question suite in one batch: per-step overhead bounds small
-# models, and 128 beat 64 by 30% on SmolLM2-135M too), halved while their KV cache would pass
-# 8 GiB. A fixed budget, not the free memory: the same batches on every machine.
+# models; benchmarks/cpu_batch.py), halved while their KV cache would pass 8 GiB. A fixed
+# budget, not the free memory: the same batches on every machine.
 CPU_BATCH_SIZE = 128
 CPU_KV_BUDGET = 8 * 2**30
 MAX_AUTO_BATCH = 1024
