@@ -18,8 +18,8 @@ def main() -> None:
     with torch.device("cuda"):
         model = Qwen3ForCausalLM(cfg).eval()
     ids, mask = left_pad(prompts(64, cfg.vocab_size, seed=3), "cuda")
-    eager = greedy_static(model, ids, mask, 40, [], cuda_graph=False)
-    graph = greedy_static(model, ids, mask, 40, [], cuda_graph=True)
+    eager, _ = greedy_static(model, ids, mask, 40, [], cuda_graph=False)
+    graph, _ = greedy_static(model, ids, mask, 40, [], cuda_graph=True)
     same = (eager == graph).all(-1)
     print(
         {

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from .errors import HarnessError, InputError, Problem
 from .paths import DEFAULT_RUNS_DIR, display_path
+from .runner import DECODERS
+from .selfcheck import DEFAULT_QUESTIONS
 
 
 def _positive(value: str) -> int:
@@ -23,6 +25,16 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
+    return n
+
+
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{value}'") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got '{value}'")
     return n
 
 
@@ -54,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         limit=args.limit,
         decoder=args.decoder,
+        self_check=args.self_check,
     )
     n_questions = sum(len(s.questions[: args.limit] if args.limit else s.questions) for s in suites)
     print(
@@ -391,9 +404,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--decoder",
-        choices=["auto", "hf", "static"],
+        choices=list(DECODERS),
         default="auto",
-        help="auto: static KV cache + CUDA graph on a GPU, transformers' generate() on CPU",
+        help="auto: batch-invariant kernels on a GPU (invariant), transformers' generate() on "
+        "CPU (hf); static: the static KV cache + CUDA graph path, fast but batch-dependent",
+    )
+    run.add_argument(
+        "--self-check",
+        type=_count,
+        default=DEFAULT_QUESTIONS,
+        metavar="K",
+        help=f"decode K sampled questions per model again one at a time and compare (default "
+        f"{DEFAULT_QUESTIONS}; 0: off)",
     )
     run.add_argument(
         "--trust-remote-code",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,16 @@ class World:
             t = t.cuda()
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return int(t.item())
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on every rank (picklable values)."""
+        if self.size == 1:
+            return [value]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, value)
+        return out
 
     def device(self, requested: str) -> str:
         """Each rank takes its own GPU; 'cuda' without an index means cuda:LOCAL_RANK."""

@@ -24,8 +24,9 @@ from .env import host, versions
 from .errors import InputError
 from .models import LoadedModel, ModelSpec, load
 from .results import RunFolder, key_of
-from .runner import Generation, Request, generate
+from .runner import Generation, Request, choose_decoder, generate
 from .scoring import score
+from .selfcheck import DEFAULT_QUESTIONS, self_check
 from .suites import Question, Suite, load_suite
 from .summarize import summarize
 
@@ -37,9 +38,11 @@ class DecodeSettings:
     device: str = "auto"
     dtype: str = "auto"
     limit: int | None = None  # first N questions of each suite
-    decoder: str = "auto"  # auto: static cache + CUDA graph on a GPU, generate() on CPU
+    decoder: str = "auto"  # auto: batch-invariant kernels on a GPU, generate() on CPU
+    self_check: int = DEFAULT_QUESTIONS  # questions per model decoded again one at a time
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings that decide the outputs (a resume must keep them)."""
         return {
             "strategy": "greedy",
             "batch_size": self.batch_size or "auto",
@@ -78,6 +81,7 @@ def make_record(model: str, suite: Suite, q: Question, prompt: str, gen: Generat
         "detail": result.detail,
         "repetition": repetition.to_dict(),
         "error": gen.error,
+        "min_margin": gen.min_margin,
     }
 
 
@@ -164,11 +168,21 @@ def evaluate(
                 described["fingerprint"],
                 f"model '{spec.name}' (its weights or tokenizer changed)",
             )
+        choice = choose_decoder(lm, settings.decoder)
+        described["decoding"] = choice.to_dict()
+        if lm.device.startswith("cuda") and not choice.batch_invariant:
+            note = choice.detail.get("note", "")
+            log(f"  warning: {spec.name} is decoded by '{choice.name}' ({note})")
         run["models"][spec.name] = described
         if world.main:
             folder.write_run(run)
         for suite in suites:
-            _run_suite(lm, suite, mine, run, settings, done, log, progress, world)
+            _run_suite(lm, suite, mine, run, settings, done, log, progress, world, choice.name)
+        if settings.self_check:
+            check = _self_check(lm, suites, folder, settings, choice.name, log, world)
+            described["self_check"] = check
+            if world.main:
+                folder.write_run(run)
         del lm
         gc.collect()
     world.barrier()
@@ -187,6 +201,35 @@ def evaluate(
     return summary
 
 
+def _self_check(
+    lm: LoadedModel,
+    suites: list[Suite],
+    folder: RunFolder,
+    settings: DecodeSettings,
+    decoder: str,
+    log: Callable[[str], None],
+    world: World,
+) -> dict[str, Any]:
+    """Decode a seeded sample of the model's questions alone; compare with the batched run."""
+    world.barrier()  # every rank's share of this model is on disk
+    limits = {
+        (s.name, q.id): settings.max_new_tokens or q.max_new_tokens
+        for s in suites
+        for q in s.questions
+    }
+    check = self_check(lm, folder.read_all_samples(), limits, settings.self_check, decoder, world)
+    if check.ok:
+        log(f"  self-check: {check.identical}/{check.questions} identical decoded one at a time")
+    else:
+        ids = ", ".join(f"{m['suite']}/{m['id']}" for m in check.mismatches)
+        changed = check.questions - check.identical
+        log(
+            f"  WARNING self-check: {changed} of {check.questions} outputs changed when decoded "
+            f"one at a time ({ids}): outputs depend on the batch; compare runs by verdicts"
+        )
+    return check.to_dict()
+
+
 def _run_suite(
     lm: LoadedModel,
     suite: Suite,
@@ -197,6 +240,7 @@ def _run_suite(
     log: Callable[[str], None],
     progress: bool,
     world: World | None = None,
+    decoder: str | None = None,
 ) -> None:
     world = world or World()
     questions = suite.questions[: settings.limit] if settings.limit else suite.questions
@@ -230,7 +274,7 @@ def _run_suite(
         skip=skip,
         progress=bar.update,
         on_event=record_event,
-        decoder=settings.decoder,
+        decoder=decoder or settings.decoder,
         shard=(world.rank, world.size),
         agree=world.agree_min,
     ):
@@ -268,6 +312,7 @@ def rescore(out: Path) -> dict[str, Any]:
             r["new_tokens"],
             r.get("prompt_tokens", 0),
             r.get("error"),
+            r.get("min_margin"),
         )
         records.append(make_record(r["model"], suite, q, r["prompt"], gen))
     folder.rewrite_samples(records)

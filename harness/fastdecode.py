@@ -87,8 +87,10 @@ def greedy_static(
     *,
     cuda_graph: bool | None = None,
     rehearse: bool = False,
-) -> torch.Tensor:
-    """Generated ids [batch, <= max_new_tokens]; rows run on past their stop token (cut later)."""
+    with_margins: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Generated ids [batch, <= max_new_tokens] (rows run on past their stop token; cut later)
+    and, with `with_margins`, each step's gap between the best and second-best logit."""
     with _shared_kv_heads(model):
         from transformers import StaticCache
 
@@ -129,9 +131,17 @@ def greedy_static(
             logits_to_keep=1,
         )
         tokens = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
-        tokens[:, 0] = out.logits[:, -1].argmax(-1)
+        margins = torch.zeros(batch, max_new_tokens, device=device) if with_margins else None
+
+        def pick(logits: torch.Tensor, at: torch.Tensor) -> None:
+            tokens.scatter_(1, at, logits.argmax(-1)[:, None])
+            if margins is not None:
+                top = logits.float().topk(2, dim=-1).values
+                margins.scatter_(1, at, (top[:, :1] - top[:, 1:]))
+
+        pick(out.logits[:, -1], torch.zeros(batch, 1, dtype=torch.long, device=device))
         if max_new_tokens == 1:
-            return tokens
+            return tokens, margins
 
         stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
         # static buffers the step reads and advances in place (so a CUDA graph can replay it)
@@ -150,7 +160,7 @@ def greedy_static(
                 cache_position=cache_position,
                 use_cache=True,
             ).logits[:, -1]
-            tokens.scatter_(1, (step + 1).view(1, 1).expand(batch, 1), logits.argmax(-1)[:, None])
+            pick(logits, (step + 1).view(1, 1).expand(batch, 1))
             step.add_(1)
             position.add_(1)
             cache_position.add_(1)
@@ -191,4 +201,4 @@ def greedy_static(
             done += 1
             if done % CHECK_EVERY == 0 and bool(torch.isin(tokens[:, :done], stops).any(-1).all()):
                 break
-        return tokens[:, :done]
+        return tokens[:, :done], None if margins is None else margins[:, :done]

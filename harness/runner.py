@@ -2,17 +2,19 @@
 
 Batches are formed from one suite alone: prompts sorted by token length (longest first, so an
 out-of-memory shows up in the first batch), cut into fixed-size groups. A rerun, a resume or a
-different set of other suites or models gives the same batches, and on CPU in float32 batched
-output equals one-at-a-time output token for token (tests/test_runner.py checks it).
+different set of other suites or models gives the same batches. On CUDA the default decoder is
+batch-invariant by construction (`harness/invariant/`): a prompt's output does not depend on the
+batch at all. On CPU in float32 transformers' `generate` gives batched output equal to
+one-at-a-time output token for token (tests/test_runner.py checks it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .fastdecode import greedy_static
+from .errors import InputError
 from .models import LoadedModel, attention_shape
 
 # CPU: batches of up to 128 (a 126-question suite in one batch: per-step overhead bounds small
@@ -38,9 +40,9 @@ class Generation:
     new_tokens: int
     prompt_tokens: int
     error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    # the smallest gap between the best and second-best logit along the kept greedy path: how
+    # close this output came to another (a different kernel, dtype or card may flip it there)
+    min_margin: float | None = None
 
 
 def greedy_config(lm: LoadedModel, max_new_tokens: int) -> Any:
@@ -108,7 +110,26 @@ def _context_limit(lm: LoadedModel) -> int | None:
     return getattr(lm.model.config, "max_position_embeddings", None)
 
 
-def _finish(lm: LoadedModel, req: Request, ids: list[int], prompt_tokens: int) -> Generation:
+def _tokens_to_stop(lm: LoadedModel, ids: list[int]) -> int:
+    """The fewest leading ids whose text holds a stop string (ids' full text holds one)."""
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        text = lm.tokenizer.decode(ids[:mid], skip_special_tokens=False)
+        if any(s in text for s in lm.chat.stop_strings):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _finish(
+    lm: LoadedModel,
+    req: Request,
+    ids: list[int],
+    prompt_tokens: int,
+    margins: list[float] | None = None,
+) -> Generation:
     """Cut one row of generated ids at its own end: a stop token, a stop string or its limit."""
     stops = set(lm.chat.stop_token_ids)
     ids = ids[: req.max_new_tokens]
@@ -124,55 +145,130 @@ def _finish(lm: LoadedModel, req: Request, ids: list[int], prompt_tokens: int) -
         reason, count = "length", len(ids)
     hits = [text.find(s) for s in lm.chat.stop_strings if s in text]
     if hits:
-        text, reason = text[: min(hits)], "stop"
-    return Generation(req.id, text, reason, count, prompt_tokens)
+        # decoders that run every row to the limit stop here too: count to the stop string
+        text, reason, count = text[: min(hits)], "stop", _tokens_to_stop(lm, ids[:count])
+    kept = margins[:count] if margins else []
+    margin = round(min(kept), 6) if kept else None
+    return Generation(req.id, text, reason, count, prompt_tokens, min_margin=margin)
 
 
-DECODERS = ("auto", "hf", "static")
+class _Margins:
+    """A logits processor for `generate` that keeps each step's top-two gap (changes nothing)."""
+
+    def __init__(self) -> None:
+        self.steps: list[Any] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        top = scores.float().topk(2, dim=-1).values
+        self.steps.append(top[:, 0] - top[:, 1])
+        return scores
+
+    def rows(self) -> list[list[float]]:
+        import torch
+
+        return torch.stack(self.steps, dim=1).tolist() if self.steps else []
 
 
-def use_static_decoder(lm: LoadedModel, decoder: str) -> bool:
-    """auto: the static-cache decoder on CUDA (stop strings need generate's own stopping)."""
-    if decoder == "auto":
-        return lm.device.startswith("cuda") and not lm.chat.stop_strings
-    return decoder == "static"
+DECODERS = ("auto", "invariant", "static", "hf")
+
+
+@dataclass(frozen=True)
+class DecoderChoice:
+    """The decoder a model is run with, and what run.json says about it."""
+
+    name: str  # invariant | static | hf
+    batch_invariant: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decoder": self.name, "batch_invariant": self.batch_invariant, **self.detail}
+
+
+def choose_decoder(lm: LoadedModel, requested: str = "auto") -> DecoderChoice:
+    """auto: the batch-invariant decoder on CUDA where the architecture allows it, else the
+    static-cache decoder (generate where stop strings need its own stopping); generate on CPU.
+    """
+    from .invariant import InvariantDecoder, Unsupported
+
+    if requested == "hf" or (requested == "auto" and not lm.device.startswith("cuda")):
+        note = (
+            "float32 on CPU: batched equals one at a time in tests, not by construction"
+            if not lm.device.startswith("cuda")
+            else "batch shapes choose the GPU kernels: outputs may change with the batch"
+        )
+        return DecoderChoice("hf", False, {"note": note})
+    if requested == "static":
+        return DecoderChoice("static", False, {"note": "batch shapes choose the GPU kernels"})
+    try:
+        decoder = InvariantDecoder(lm.model)
+    except Unsupported as exc:
+        if requested == "invariant":
+            raise InputError(
+                f"--decoder invariant: model '{lm.spec.name}' has {exc}; use --decoder auto"
+            ) from None
+        name = "hf" if lm.chat.stop_strings else "static"
+        return DecoderChoice(name, False, {"note": f"not batch-invariant: the model has {exc}"})
+    info = decoder.describe()
+    return DecoderChoice("invariant", info.pop("batch_invariant"), info)
 
 
 def generate_batch(
     lm: LoadedModel, batch: list[Request], decoder: str = "auto"
 ) -> list[Generation]:
-    """Greedy-decode one batch with left padding and the KV cache."""
-    import torch
+    """Greedy-decode one batch (`decoder`: a name of DECODERS)."""
+    name = choose_decoder(lm, decoder).name if decoder == "auto" else decoder
+    tok, limit = lm.tokenizer, max(r.max_new_tokens for r in batch)
+    stop_ids = list(lm.chat.stop_token_ids)
+    if name == "invariant":
+        from .invariant import InvariantDecoder
 
-    tok = lm.tokenizer
-    enc = tok(
-        [r.prompt for r in batch],
-        return_tensors="pt",
-        padding=True,
-        add_special_tokens=lm.chat.add_special_tokens,
-    ).to(lm.device)
-    lengths = enc["attention_mask"].sum(dim=1).tolist()
-    limit = max(r.max_new_tokens for r in batch)
-    if use_static_decoder(lm, decoder):
-        new = greedy_static(
-            lm.model, enc["input_ids"], enc["attention_mask"], limit, list(lm.chat.stop_token_ids)
-        ).tolist()
+        prompts = tok([r.prompt for r in batch], add_special_tokens=lm.chat.add_special_tokens)
+        ids = prompts["input_ids"]
+        out = InvariantDecoder(lm.model).generate(ids, limit, stop_ids, pad_id=tok.pad_token_id)
+        lengths, new, margins = [len(p) for p in ids], out.tokens.tolist(), out.margins.tolist()
     else:
-        config = greedy_config(lm, limit)
-        with torch.inference_mode():
-            out = lm.model.generate(
-                **enc,
-                generation_config=config,
-                tokenizer=tok if config.stop_strings else None,
-            )
-        new = out[:, enc["input_ids"].shape[1] :].tolist()
-    return [_finish_safe(lm, r, ids, n) for r, ids, n in zip(batch, new, lengths, strict=True)]
+        import torch
+
+        enc = tok(
+            [r.prompt for r in batch],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=lm.chat.add_special_tokens,
+        ).to(lm.device)
+        lengths = enc["attention_mask"].sum(dim=1).tolist()
+        if name == "static":
+            from .fastdecode import greedy_static
+
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            tokens, gaps = greedy_static(lm.model, ids, mask, limit, stop_ids, with_margins=True)
+            new, margins = tokens.tolist(), gaps.tolist()
+        else:
+            config, gaps = greedy_config(lm, limit), _Margins()
+            with torch.inference_mode():
+                out = lm.model.generate(
+                    **enc,
+                    generation_config=config,
+                    logits_processor=[gaps],
+                    tokenizer=tok if config.stop_strings else None,
+                )
+            new, margins = out[:, enc["input_ids"].shape[1] :].tolist(), gaps.rows()
+    margins = margins or [None] * len(batch)
+    return [
+        _finish_safe(lm, r, ids, n, m)
+        for r, ids, n, m in zip(batch, new, lengths, margins, strict=True)
+    ]
 
 
-def _finish_safe(lm: LoadedModel, req: Request, ids: list[int], prompt_tokens: int) -> Generation:
+def _finish_safe(
+    lm: LoadedModel,
+    req: Request,
+    ids: list[int],
+    prompt_tokens: int,
+    margins: list[float] | None = None,
+) -> Generation:
     """One sample's output that cannot be decoded is an error on that sample, not the run's."""
     try:
-        return _finish(lm, req, ids, prompt_tokens)
+        return _finish(lm, req, ids, prompt_tokens, margins)
     except Exception as exc:  # a tokenizer that cannot decode what the model produced
         return Generation(
             req.id,
@@ -240,6 +336,7 @@ def generate(
     the same batches as an uninterrupted one; members already done are not yielded again.
     `shard=(rank, ranks)` keeps every ranks-th planned batch, starting at rank.
     """
+    decoder = choose_decoder(lm, decoder).name if decoder == "auto" else decoder
     lengths = prompt_lengths(lm, requests)
     limit = _context_limit(lm)
     size = batch_size or agree(

@@ -28,7 +28,8 @@ def test_out_of_memory_halves_the_batch_and_changes_nothing(
 ):
     suite = load_suite(write("s.yaml", SUITE))
     spec = ModelSpec("m", "path", str(random_model_dir))
-    settings_ = DecodeSettings(batch_size=8, max_new_tokens=6, device="cpu")
+    # self_check=0: the single-question decodes of the self-check would add to `sizes`
+    settings_ = DecodeSettings(batch_size=8, max_new_tokens=6, device="cpu", self_check=0)
     evaluate([suite], [spec], tmp_path / "clean", settings_, log=lambda _: None, progress=False)
     real = runner.generate_batch
     sizes = []
@@ -74,10 +75,10 @@ def test_an_undecodable_output_is_an_error_on_that_sample(
     suite = load_suite(write("s.yaml", SUITE))
     real = runner._finish
 
-    def finish(lm, req, ids, n):
+    def finish(lm, req, ids, n, margins=None):
         if req.id == "q3":
             raise ValueError("invalid token id")
-        return real(lm, req, ids, n)
+        return real(lm, req, ids, n, margins)
 
     monkeypatch.setattr(runner, "_finish", finish)
     summary = evaluate(

@@ -44,6 +44,17 @@ def chat_lm(chat_model_dir):
     return load(ModelSpec("chat", "path", str(chat_model_dir)), device="cpu", dtype="float32")
 
 
+def without_margins(gens: dict) -> dict:
+    """Generations with min_margin dropped: CPU logits move in the last bits between decoders
+    and batch shapes while every chosen token stays the same."""
+    return {k: dataclasses.replace(g, min_margin=None) for k, g in gens.items()}
+
+
+def assert_close_margins(a: dict, b: dict) -> None:
+    for k, g in a.items():
+        assert g.min_margin == pytest.approx(b[k].min_margin, abs=1e-4), k
+
+
 def requests_for(lm, prompts, max_new=24):
     return [Request(str(i), render(lm.tokenizer, p), max_new) for i, p in enumerate(prompts)]
 
@@ -70,7 +81,13 @@ def test_batched_equals_one_at_a_time_on_cpu_float32(random_lm):
     batched = {g.id: g for batch in generate(random_lm, reqs, batch_size=5) for g in batch}
     assert batched.keys() == singles.keys()
     for rid, single in singles.items():
-        assert batched[rid] == single, (PROMPTS[int(rid)], batched[rid], single)
+        got = batched[rid]
+        # the tokens are the same; CPU logits move in the last bits with the batch shape (this
+        # path is exact in its choices, not by construction: harness/invariant is)
+        assert dataclasses.replace(got, min_margin=None) == dataclasses.replace(
+            single, min_margin=None
+        ), (PROMPTS[int(rid)], got, single)
+        assert got.min_margin == pytest.approx(single.min_margin, abs=1e-4)
     # a random model does not stop: every row ran to its limit
     assert {g.finish_reason for g in batched.values()} <= {"length", "eos"}
 
