@@ -235,11 +235,12 @@ def test_triton_kernels_compute_what_the_reference_computes(dtype):
     both("top2", logits, Out(0), Out(1), outs=[tokens, margins])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32] + ([torch.bfloat16] if CUDA else []))
 @pytest.mark.parametrize("arch", ["qwen3", "llama"])
-def test_triton_decoder_is_batch_invariant(arch):
+def test_triton_decoder_is_batch_invariant(arch, dtype):
     """The same tokens and margins, bit for bit, for a prompt alone and inside a batch."""
     _triton_or_skip()
-    model = tiny(arch).to(DEVICE)
+    model = tiny(arch).to(DEVICE, dtype)
     batch = prompts(5, longest=9, seed=3)
     decoder = InvariantDecoder(model, backend="triton")
     together = decoder.generate(batch, 6, [], cuda_graph=False)
@@ -249,8 +250,12 @@ def test_triton_decoder_is_batch_invariant(arch):
         assert torch.equal(alone.margins[0], together.margins[row]), (arch, row)
     again = decoder.generate(list(reversed(batch)), 6, [], cuda_graph=False)
     assert torch.equal(again.tokens.flip(0), together.tokens)
-    reference = InvariantDecoder(model, backend="torch").generate(batch, 6, [])
-    assert torch.equal(reference.tokens, together.tokens)
+    if dtype == torch.float32:  # in bf16 the reference's roundings differ in the last bit
+        reference = InvariantDecoder(model, backend="torch").generate(batch, 6, [])
+        assert torch.equal(reference.tokens, together.tokens)
+    if CUDA:  # the CUDA graph replays exactly what the eager steps compute
+        graphed = decoder.generate(batch, 6, [], cuda_graph=True)
+        assert torch.equal(graphed.tokens, together.tokens)
 
 
 HOPPER_SCRIPT = Path(__file__).with_name("hopper_compile.py")
