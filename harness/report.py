@@ -18,12 +18,13 @@ from tabulate import tabulate
 from .charts import bar_chart, color
 from .compare import model_pairs, paired
 from .results import RunFolder
-from .summarize import summarize
+from .summarize import FRAGILE_MARGIN, fragile, summarize
 from .tables import paired_table, summary_table
 
 MAX_OUTPUT_CHARS = 2000  # per cell in the HTML; the full text stays in samples.jsonl
 MD_CELL_CHARS = 80
 MD_CHANGED_ROWS = 10
+FRAGILE_ROWS = 20  # the closest calls listed per report; the count covers them all
 
 
 def md_cell(value: Any, limit: int = MD_CELL_CHARS) -> str:
@@ -112,9 +113,17 @@ def context(folder: RunFolder) -> dict[str, Any]:
         for cell in row["cells"].values():
             cell["html"] = highlight(cell["output"], cell["repetition"])
         questions.append(row)
+    dtypes = {m: run.get("models", {}).get(m, {}).get("dtype", "") for m in models}
+    close = fragile(records, dtypes)
     return {
         "run": run,
         "path": str(folder.path),
+        "self_checks": _self_checks(run, models),
+        "fragile": {
+            "rows": close[:FRAGILE_ROWS],
+            "count": {m: sum(r["model"] == m for r in close) for m in models},
+            "margins": {m: FRAGILE_MARGIN.get(dtypes[m], 0.05) for m in models},
+        },
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "models": models,
         "colors": {m: color(i) for i, m in enumerate(models)},
@@ -141,6 +150,22 @@ def context(folder: RunFolder) -> dict[str, Any]:
         "tags_md": _tags_md(scores, models, suites),
         "changed_md": [_changed_md(questions, a, b) for a, b in model_pairs(models)],
     }
+
+
+def _self_checks(run: dict[str, Any], models: list[str]) -> dict[str, Any]:
+    """Per model: its decoder, and the self-check's outcome (runs before it have none)."""
+    out = {}
+    for m in models:
+        info = run.get("models", {}).get(m, {})
+        check = info.get("self_check")
+        decoding = info.get("decoding", {})
+        out[m] = {
+            "decoder": decoding.get("decoder", "?"),
+            "batch_invariant": decoding.get("batch_invariant"),
+            "check": check,
+            "failed": bool(check) and check["identical"] < check["questions"],
+        }
+    return out
 
 
 def _tags_md(scores: dict[str, Any], models: list[str], suites: list[str]) -> str:

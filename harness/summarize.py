@@ -7,6 +7,24 @@ from typing import Any
 
 from .stats import wilson
 
+# A greedy choice won by less than this many logits is one a different kernel, card or
+# library version may flip. bf16: every divergence between two bf16 decoders of the Qwen3-0.6B
+# shape happened at a gap of at most 0.0499 (benchmarks/RESULTS.md); float16 is taken as bf16;
+# float32's roundings are 2^16 times finer (not measured).
+FRAGILE_MARGIN = {"bfloat16": 0.05, "float16": 0.05, "float32": 5e-4}
+
+
+def fragile(records: list[dict[str, Any]], dtypes: dict[str, str]) -> list[dict[str, Any]]:
+    """Samples whose greedy path came within the dtype's FRAGILE_MARGIN of another token,
+    closest first; `dtypes` maps each model to the dtype it was decoded in."""
+    found = [
+        r
+        for r in records
+        if r.get("min_margin") is not None
+        and r["min_margin"] < FRAGILE_MARGIN.get(dtypes.get(r["model"], ""), 0.05)
+    ]
+    return sorted(found, key=lambda r: (r["min_margin"], r["model"], r["suite"], r["id"]))
+
 
 def _rates(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy counts errors as wrong; stop and repetition rates are over generated samples."""

@@ -16,7 +16,6 @@ import triton.language as tl
 
 from .tiles import ATTN_BLOCK, TOP2_BLOCK, Tiles
 
-
 # Multiplies and adds stay separate roundings, as in the torch reference and the model's own
 # modules; set explicitly, since Triton's default is changing between versions.
 FP_FUSION = False
