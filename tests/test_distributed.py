@@ -69,6 +69,10 @@ def test_two_ranks_equal_one_process_and_resume_per_rank(
     assert run["status"] == "complete" and {"event": "ranks", "ranks": 2} in [
         {k: v for k, v in e.items() if k != "time"} for e in run["events"]
     ]
+    # the self-check's one seeded sample, each rank re-decoding its share, merged on rank 0
+    checks = [m["self_check"] for m in run["models"].values()]
+    assert [(c["questions"], c["identical"]) for c in checks] == [(8, 8), (8, 8)]
+    assert log.count("self-check: 8/8 identical") == 4  # both models, printed by both ranks
 
     # a killed two-rank run: each rank's shard holds part of its share, one torn mid-line
     part = tmp_path / "part"
