@@ -18,24 +18,22 @@ from .runner import DECODERS
 from .selfcheck import DEFAULT_QUESTIONS
 
 
-def _positive(value: str) -> int:
+def _at_least(value: str, low: int, expected: str) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
+        n = low - 1
+    if n < low:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got '{value}'")
     return n
+
+
+def _positive(value: str) -> int:
+    return _at_least(value, 1, "a positive integer")
 
 
 def _count(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{value}'") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got '{value}'")
-    return n
+    return _at_least(value, 0, "0 or a positive integer")
 
 
 def _batch_size(value: str) -> int | None:
