@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import HarnessError, InputError, Problem
+from .errors import HarnessError, InputError, Problem, RunExists
 from .paths import DEFAULT_RUNS_DIR, display_path
 from .runner import DECODERS
 from .selfcheck import DEFAULT_QUESTIONS
@@ -513,6 +513,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the library names the parameter at fault; the command line names its flag for it
+FLAGS = {
+    "suites": "--suite",
+    "models": "--models",
+    "data": "--data",
+    "candidate": "--candidate",
+    "baseline_model": "--baseline-model",
+}
+
+
+def _message(exc: HarnessError) -> str:
+    if isinstance(exc, RunExists):
+        return (
+            f"error: {exc.folder} already holds a run; pass --resume to continue it, or choose "
+            "another --out"
+        )
+    if exc.problems:
+        return str(exc)
+    if exc.argument:
+        return f"error: {FLAGS.get(exc.argument, exc.argument)}: {exc.message}"
+    return f"error: {exc}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -522,7 +545,7 @@ def main(argv: list[str] | None = None) -> None:
     except HarnessError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}" if not exc.problems else str(exc), file=sys.stderr)
+        print(_message(exc), file=sys.stderr)
         code = exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

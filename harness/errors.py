@@ -23,19 +23,42 @@ class Problem:
 
 
 class HarnessError(Exception):
-    """A bad input or an impossible request: the CLI prints it and exits 2, without a traceback."""
+    """A bad input or an impossible request: the CLI prints it and exits 2, without a traceback.
+
+    `argument` names the library parameter at fault (`suites`, `models`, `data`, ...); the
+    message leaves it out, so that the CLI can name its own flag for it and Python callers the
+    parameter, and `str()` is "argument: message".
+    """
 
     exit_code = 2
 
-    def __init__(self, message: str | None = None, problems: list[Problem] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        problems: list[Problem] | None = None,
+        *,
+        argument: str | None = None,
+    ):
         self.problems = list(problems or [])
         if message is None:
             message = "\n".join(str(p) for p in self.problems)
-        super().__init__(message)
+        self.message = message
+        self.argument = argument
+        super().__init__(f"{argument}: {message}" if argument else message)
 
 
 class InputError(HarnessError):
     """A malformed file or argument (suite, models.yaml, data, rules, command-line value)."""
+
+
+class RunExists(InputError):
+    """The output folder already holds a run, and resuming it was not asked for."""
+
+    def __init__(self, folder: object):
+        self.folder = folder
+        super().__init__(
+            f"{folder} already holds a run; resume it (resume=True) or choose another folder"
+        )
 
 
 def hint(value: object, known: Iterable[str], label: str = "allowed") -> str:

@@ -21,7 +21,7 @@ from . import __version__
 from .chat import render
 from .distributed import World, world_from_env
 from .env import host, versions
-from .errors import InputError
+from .errors import InputError, RunExists
 from .models import LoadedModel, ModelSpec, load
 from .results import RunFolder, key_of
 from .runner import Generation, Request, choose_decoder, generate
@@ -89,7 +89,7 @@ def _guard(run: dict[str, Any], key: str, expected: Any, what: str) -> None:
     if run.get(key) != expected:
         raise InputError(
             f"cannot resume {what}: this run was started with {key} = {run.get(key)!r}, "
-            f"now {expected!r}; start a new run (another --out) instead of mixing results"
+            f"now {expected!r}; start a new run in another folder instead of mixing results"
         )
 
 
@@ -99,10 +99,7 @@ def _start(folder: RunFolder, suites: list[Suite], settings: DecodeSettings, res
     }
     if folder.exists():
         if not resume:
-            raise InputError(
-                f"{folder.path} already holds a run; pass --resume to continue it, or choose "
-                "another --out"
-            )
+            raise RunExists(folder.path)
         run = folder.read_run()
         before = {name: info["hash"] for name, info in run.get("suites", {}).items()}
         now = {name: info["hash"] for name, info in suites_info.items()}

@@ -196,12 +196,13 @@ def _pairs(
         base = baseline_model or candidate
         if cand not in run_models:
             raise InputError(
-                f"--candidate: the run has no model '{cand}' (it has {', '.join(run_models)})"
+                f"the run has no model '{cand}' (it has {', '.join(run_models)})",
+                argument="candidate",
             )
         if base not in baseline_models:
             raise InputError(
-                f"--baseline-model: the baseline has no model '{base}' "
-                f"(it has {', '.join(baseline_models)})"
+                f"the baseline has no model '{base}' (it has {', '.join(baseline_models)})",
+                argument="baseline_model",
             )
         return [(cand, base)]
     gated = [m for m in run_models if rules.models is None or m in rules.models]
@@ -210,7 +211,8 @@ def _pairs(
         raise InputError(
             f"no model of the run ({', '.join(run_models)}) has a namesake in the baseline "
             f"({', '.join(baseline_models)}){' among the rules models' if rules.models else ''}; "
-            "pair them with --candidate and --baseline-model"
+            "name the candidate and the baseline model to pair them",
+            argument="candidate",
         )
     return pairs
 

@@ -323,8 +323,9 @@ def resolve(ref: str, registry: dict[str, ModelSpec]) -> ModelSpec:
     if "/" in ref and not ref.startswith((".", "/", "~")) and ref.count("/") == 1:
         return ModelSpec(ref, "hub", ref)
     raise InputError(
-        f"--models: '{ref}' is not in models.yaml, not a folder, not a hub id; "
-        f"{hint(ref, registry, 'registered')}"
+        f"'{ref}' is not in models.yaml, not a folder, not a hub id; "
+        f"{hint(ref, registry, 'registered')}",
+        argument="models",
     )
 
 
@@ -333,7 +334,8 @@ def resolve_many(refs: str, registry: dict[str, ModelSpec] | None = None) -> lis
     names = [r.strip() for r in refs.split(",") if r.strip()]
     if not names:
         raise InputError(
-            "--models: give at least one model (a name from models.yaml, a folder or a hub id)"
+            "give at least one model (a name from models.yaml, a folder or a hub id)",
+            argument="models",
         )
     specs = [resolve(r, registry) for r in dict.fromkeys(names)]
     return specs

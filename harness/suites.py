@@ -309,11 +309,11 @@ def resolve_suites(spec: str) -> list[Path]:
             paths.append(Path(part))
         else:
             raise InputError(
-                f"--suite: no suite named '{part}' and no such file; "
-                f"{hint(part, known, 'known suites')}"
+                f"no suite named '{part}' and no such file; {hint(part, known, 'known suites')}",
+                argument="suites",
             )
     if not paths:
-        raise InputError("--suite: give at least one suite name, path, or 'all'")
+        raise InputError("give at least one suite name, path, or 'all'", argument="suites")
     return list(dict.fromkeys(display_path(p) for p in paths))
 
 
@@ -331,6 +331,7 @@ def load_suites(spec: str) -> list[Suite]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(
-            f"--suite: two suites share the name {', '.join(dupes)}; names must be unique"
+            f"two suites share the name {', '.join(dupes)}; names must be unique",
+            argument="suites",
         )
     return suites

@@ -209,7 +209,7 @@ def load_data(path: Path) -> SFTData:
     """Read training data from a .jsonl file or a datasets folder."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"--data: {path} does not exist")
+        raise InputError(f"{path} does not exist", argument="data")
     if path.is_dir():
         return _collect(_dataset_rows(path), str(path))
     return _collect(_jsonl_rows(path), str(path))
@@ -219,7 +219,9 @@ def _weighted(part: str) -> tuple[Path, int]:
     """`PATH*K` repeats a file's rows K times: oversampling a small set in a mix."""
     path, _, times = part.rpartition("*") if "*" in part else (part, "", "1")
     if not times.isdigit() or int(times) < 1:
-        raise InputError(f"--data: '{part}': the repeat count after '*' must be a positive integer")
+        raise InputError(
+            f"'{part}': the repeat count after '*' must be a positive integer", argument="data"
+        )
     return Path(path.strip()), int(times)
 
 
@@ -227,7 +229,7 @@ def load_many(spec: str) -> SFTData:
     """`--data`: one path or several, comma-separated, each maybe `PATH*K`; rows concatenate."""
     parts = [_weighted(p.strip()) for p in spec.split(",") if p.strip()]
     if not parts:
-        raise InputError("--data: give a .jsonl file or a datasets folder")
+        raise InputError("give a .jsonl file or a datasets folder", argument="data")
     loaded, problems = [], []
     for path, times in parts:
         try:
@@ -237,7 +239,9 @@ def load_many(spec: str) -> SFTData:
     if problems:
         raise InputError(problems=problems)
     if len({d.format for d in loaded}) > 1:
-        raise InputError("--data: the files mix chat and prompt/completion rows; use one format")
+        raise InputError(
+            "the files mix chat and prompt/completion rows; use one format", argument="data"
+        )
     if len(loaded) == 1:
         return loaded[0]
     return SFTData(
