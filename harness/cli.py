@@ -216,11 +216,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from .models import load_registry
-    from .paths import models_registry
+    from .paths import models_registries
 
     reg = load_registry()
     rows = [[s.name, s.source, s.location, s.dtype, s.description] for s in reg.values()]
-    print(f"registry: {display_path(models_registry())}")
+    files = ", ".join(str(display_path(p)) for p in models_registries())
+    print(f"registries (later ones win): {files or 'none'}")
     print(tabulate(rows, headers=["name", "source", "location", "dtype", "description"]))
     return 0
 

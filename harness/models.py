@@ -17,7 +17,7 @@ from typing import Any
 
 from .chat import ChatFormat, prepare
 from .errors import InputError, Problem, hint
-from .paths import display_path, models_registry
+from .paths import display_path, models_registries, user_registry
 from .yamlio import load_yaml
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -287,8 +287,13 @@ def _entry(
 
 
 def load_registry(path: Path | None = None) -> dict[str, ModelSpec]:
-    """Parse models.yaml: `models: {name: {path|hub, dtype, chat_template, ...}}`."""
-    path = path or models_registry()
+    """Parse one models.yaml (`models: {name: {path|hub, dtype, chat_template, ...}}`), or with
+    no path the shipped registry and the user's on top of it."""
+    if path is None:
+        merged: dict[str, ModelSpec] = {}
+        for registry in models_registries():
+            merged.update(load_registry(registry))
+        return merged
     if not path.exists():
         return {}
     file = str(display_path(path))
@@ -483,7 +488,7 @@ def _dequantized(model: Any) -> None:
 
 def register(name: str, folder: Path, description: str, registry: Path | None = None) -> Path:
     """Add `name: {path: folder}` to models.yaml (kept as text, so its comments survive)."""
-    path = registry or models_registry()
+    path = registry or user_registry()
     specs = load_registry(path) if path.exists() else {}
     if name in specs:
         existing = specs[name]

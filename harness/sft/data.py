@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Problem
+from ..paths import shipped_file
 
 ROLES = ("system", "user", "assistant")
 MAX_PROBLEMS = 20
@@ -206,8 +207,9 @@ def _dataset_rows(folder: Path) -> list[tuple[str, int | None, Any]]:
 
 
 def load_data(path: Path) -> SFTData:
-    """Read training data from a .jsonl file or a datasets folder."""
-    path = Path(path)
+    """Read training data from a .jsonl file or a datasets folder (the shipped data by its
+    relative name, e.g. data/sft/arithmetic.jsonl, from any directory)."""
+    path = shipped_file(Path(path))
     if not path.exists():
         raise InputError(f"{path} does not exist", argument="data")
     if path.is_dir():
