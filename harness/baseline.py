@@ -14,6 +14,7 @@ from typing import Any
 from . import __version__
 from .errors import InputError
 from .results import RunFolder, read_json, write_json_atomic
+from .sample import as_samples
 from .summarize import summarize
 
 BASELINE_FILE = "baseline.json"
@@ -28,25 +29,21 @@ def make_baseline(run_dir: Path) -> dict[str, Any]:
     if run.get("status") != "complete":
         raise InputError(
             f"{run_dir}: the run is not complete (status {run.get('status')!r}); "
-            "finish it with --resume first"
+            "resume it to the end first"
         )
-    records = folder.read_samples()
-    summary = summarize(records)["models"]
+    samples = as_samples(folder.read_samples())
+    summary = summarize(samples)["models"]
     models: dict[str, Any] = {}
-    for r in records:
+    for s in samples:
         entry = models.setdefault(
-            r["model"],
+            s.model,
             {
-                "fingerprint": run["models"].get(r["model"], {}).get("fingerprint"),
-                "summary": summary[r["model"]],
+                "fingerprint": run["models"].get(s.model, {}).get("fingerprint"),
+                "summary": summary[s.model],
                 "questions": {},
             },
         )
-        entry["questions"].setdefault(r["suite"], {})[r["id"]] = {
-            "correct": bool(r["correct"]),
-            "repeated": bool(r["repetition"]["repeated"]),
-            "no_stop": r["finish_reason"] == "length",  # as summary.json's no_stop_rate
-        }
+        entry["questions"].setdefault(s.suite, {})[s.id] = s.outcome()
     return {
         "format": FORMAT,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -521,6 +521,7 @@ FLAGS = {
     "data": "--data",
     "candidate": "--candidate",
     "baseline_model": "--baseline-model",
+    "model_a": "--model-a",
 }
 
 

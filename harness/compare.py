@@ -7,10 +7,12 @@ broken), McNemar's exact test on them, and a paired-bootstrap interval of the di
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .sample import Sample, as_samples
 from .stats import mcnemar_exact, paired_bootstrap
 
 Key = tuple[str, str]  # (suite, question id)
@@ -41,8 +43,8 @@ class Paired:
         return {**self.__dict__, "difference": self.difference, "ci95": list(self.ci95)}
 
 
-def outcomes(records: list[dict[str, Any]], model: str) -> dict[Key, bool]:
-    return {(r["suite"], r["id"]): bool(r["correct"]) for r in records if r["model"] == model}
+def outcomes(records: Iterable[Sample | dict[str, Any]], model: str) -> dict[Key, bool]:
+    return {(s.suite, s.id): s.correct for s in as_samples(records) if s.model == model}
 
 
 def paired_outcomes(
@@ -79,9 +81,10 @@ def paired_outcomes(
     return out
 
 
-def paired(records: list[dict[str, Any]], a: str, b: str) -> list[Paired]:
+def paired(records: Iterable[Sample | dict[str, Any]], a: str, b: str) -> list[Paired]:
     """Model b against model a within one run."""
-    return paired_outcomes(outcomes(records, a), outcomes(records, b), a, b)
+    samples = as_samples(records)
+    return paired_outcomes(outcomes(samples, a), outcomes(samples, b), a, b)
 
 
 def model_pairs(models: list[str]) -> list[tuple[str, str]]:
@@ -100,9 +103,9 @@ def compare_runs(
     for f in folders:
         if not f.samples.exists():
             raise InputError(f"{f.path}: not a run folder (no samples.jsonl)")
-    recs_a, recs_b = (f.read_samples() for f in folders)
-    models_a = list(dict.fromkeys(r["model"] for r in recs_a))
-    models_b = list(dict.fromkeys(r["model"] for r in recs_b))
+    recs_a, recs_b = (as_samples(f.read_samples()) for f in folders)
+    models_a = list(dict.fromkeys(s.model for s in recs_a))
+    models_b = list(dict.fromkeys(s.model for s in recs_b))
     if model_a or model_b:
         pairs = [(model_a or model_b, model_b or model_a)]
     elif common := [m for m in models_a if m in models_b]:
@@ -112,7 +115,8 @@ def compare_runs(
     else:
         raise InputError(
             f"the runs share no model name ({', '.join(models_a)} vs "
-            f"{', '.join(models_b)}); pick them with --model-a and --model-b"
+            f"{', '.join(models_b)}); name the two models to compare",
+            argument="model_a",
         )
     for a, b in pairs:
         if a not in models_a:

@@ -25,6 +25,7 @@ from .errors import InputError, RunExists
 from .models import LoadedModel, ModelSpec, load
 from .results import RunFolder, key_of
 from .runner import Generation, Request, choose_decoder, generate
+from .sample import Sample, as_samples
 from .scoring import score
 from .selfcheck import DEFAULT_QUESTIONS, self_check
 from .suites import Question, Suite, load_suite
@@ -62,27 +63,27 @@ def _now() -> str:
 def make_record(model: str, suite: Suite, q: Question, prompt: str, gen: Generation) -> dict:
     """One line of samples.jsonl: the question, what the model said, and how it scored."""
     result, repetition = score(q.scorers, gen.output, q.answer, gen.finish_reason)
-    return {
-        "model": model,
-        "suite": suite.name,
-        "id": q.id,
-        "question": q.prompt,
-        "system": q.system,
-        "prompt": prompt,
-        "answer": q.answer,
-        "tags": list(q.tags),
-        "output": gen.output,
-        "finish_reason": gen.finish_reason,
-        "new_tokens": gen.new_tokens,
-        "prompt_tokens": gen.prompt_tokens,
-        "correct": bool(result.correct) and gen.error is None,
-        "score": result.value if gen.error is None else 0.0,
-        "scorer": [s.to_dict() for s in q.scorers],
-        "detail": result.detail,
-        "repetition": repetition.to_dict(),
-        "error": gen.error,
-        "min_margin": gen.min_margin,
-    }
+    return Sample(
+        model=model,
+        suite=suite.name,
+        id=q.id,
+        question=q.prompt,
+        system=q.system,
+        prompt=prompt,
+        answer=q.answer,
+        tags=q.tags,
+        output=gen.output,
+        finish_reason=gen.finish_reason,
+        new_tokens=gen.new_tokens,
+        prompt_tokens=gen.prompt_tokens,
+        correct=bool(result.correct) and gen.error is None,
+        score=result.value if gen.error is None else 0.0,
+        scorer=tuple(s.to_dict() for s in q.scorers),
+        detail=result.detail,
+        repetition=repetition.to_dict(),
+        error=gen.error,
+        min_margin=gen.min_margin,
+    ).to_dict()
 
 
 def _guard(run: dict[str, Any], key: str, expected: Any, what: str) -> None:
@@ -295,23 +296,17 @@ def rescore(out: Path) -> dict[str, Any]:
     run = folder.read_run()
     suites = {name: load_suite(Path(info["path"])) for name, info in run["suites"].items()}
     records = []
-    for r in folder.read_samples():
-        suite = suites[r["suite"]]
-        q = next((q for q in suite.questions if q.id == r["id"]), None)
+    for r in as_samples(folder.read_samples()):
+        suite = suites[r.suite]
+        q = next((q for q in suite.questions if q.id == r.id), None)
         if q is None:
-            raise InputError(f"{suite.path}: question '{r['id']}' of {out} is gone from the suite")
-        if q.prompt != r["question"]:
+            raise InputError(f"{suite.path}: question '{r.id}' of {out} is gone from the suite")
+        if q.prompt != r.question:
             raise InputError(f"{suite.path}: question '{q.id}' has a new prompt; run it again")
         gen = Generation(
-            r["id"],
-            r["output"],
-            r["finish_reason"],
-            r["new_tokens"],
-            r.get("prompt_tokens", 0),
-            r.get("error"),
-            r.get("min_margin"),
+            r.id, r.output, r.finish_reason, r.new_tokens, r.prompt_tokens, r.error, r.min_margin
         )
-        records.append(make_record(r["model"], suite, q, r["prompt"], gen))
+        records.append(make_record(r.model, suite, q, r.prompt, gen))
     folder.rewrite_samples(records)
     summary = summarize(records)
     summary["run"] = str(folder.path)

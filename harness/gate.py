@@ -17,6 +17,7 @@ from typing import Any
 from .compare import Key, paired_outcomes
 from .errors import InputError, Problem
 from .results import RunFolder
+from .sample import as_samples
 from .stats import mcnemar_exact
 from .yamlio import MarkedDict, load_yaml
 
@@ -229,8 +230,8 @@ def gate(
     if not folder.samples.exists() or not folder.run_json.exists():
         raise InputError(f"{run_dir}: not a run folder (needs run.json and samples.jsonl)")
     run = folder.read_run()
-    records = folder.read_samples()
-    run_models = list(dict.fromkeys(r["model"] for r in records))
+    samples = as_samples(folder.read_samples())
+    run_models = list(dict.fromkeys(s.model for s in samples))
     notes: list[str] = []
     changed = [
         s
@@ -265,13 +266,9 @@ def gate(
         if fp and fp == b_model.get("fingerprint"):
             notes.append(f"{cand}: the same weights as the baseline's {base_name}")
         cur_q: dict[str, dict[str, dict[str, bool]]] = {}
-        for r in records:
-            if r["model"] == cand:
-                cur_q.setdefault(r["suite"], {})[r["id"]] = {
-                    "correct": bool(r["correct"]),
-                    "repeated": bool(r["repetition"]["repeated"]),
-                    "no_stop": r["finish_reason"] == "length",
-                }
+        for s in samples:
+            if s.model == cand:
+                cur_q.setdefault(s.suite, {})[s.id] = s.outcome()
         for suite in common_suites:
             if suite not in cur_q or suite not in b_model["questions"]:
                 notes.append(f"{cand}/{suite}: no samples on one side: not gated")

@@ -18,6 +18,7 @@ from tabulate import tabulate
 from .charts import bar_chart, color
 from .compare import model_pairs, paired
 from .results import RunFolder
+from .sample import as_samples
 from .summarize import FRAGILE_MARGIN, fragile, summarize
 from .tables import paired_table, summary_table
 
@@ -66,11 +67,11 @@ def _env() -> Environment:
 
 def context(folder: RunFolder) -> dict[str, Any]:
     run = folder.read_run()
-    records = folder.read_samples()
+    records = as_samples(folder.read_samples())
     summary = summarize(records)  # from the samples, so an older summary.json cannot disagree
-    present = {r["model"] for r in records}
+    present = {r.model for r in records}
     models = [m for m in run.get("models", {}) if m in present] or sorted(present)
-    suites = [s for s in run.get("suites", {}) if any(r["suite"] == s for r in records)]
+    suites = [s for s in run.get("suites", {}) if any(r.suite == s for r in records)]
     scores = summary["models"]
 
     def chart(title: str, rate: str, ci: str) -> Markup:
@@ -84,17 +85,18 @@ def context(folder: RunFolder) -> dict[str, Any]:
     by_question: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         row = by_question.setdefault(
-            (r["suite"], r["id"]),
+            (r.suite, r.id),
             {
-                "suite": r["suite"],
-                "id": r["id"],
-                "question": r["question"],
-                "answer": r.get("answer"),
-                "tags": r.get("tags", []),
+                "suite": r.suite,
+                "id": r.id,
+                "question": r.question,
+                "answer": r.answer,
+                "tags": list(r.tags),
                 "cells": {},
             },
         )
-        row["cells"][r["model"]] = r
+        # the template's view of a sample: its fields and the highlighted output
+        row["cells"][r.model] = {**vars(r), "html": highlight(r.output, r.repetition)}
     tags = sorted({t for row in by_question.values() for t in row["tags"]})
     suite_index = {s: i for i, s in enumerate(suites)}
     tag_index = {t: i for i, t in enumerate(tags)}
@@ -110,8 +112,6 @@ def context(folder: RunFolder) -> dict[str, Any]:
             + (["changed"] if row["changed"] else [])
             + (["failed"] if row["failed"] else [])
         )
-        for cell in row["cells"].values():
-            cell["html"] = highlight(cell["output"], cell["repetition"])
         questions.append(row)
     dtypes = {m: run.get("models", {}).get(m, {}).get("dtype", "") for m in models}
     close = fragile(records, dtypes)
@@ -121,7 +121,7 @@ def context(folder: RunFolder) -> dict[str, Any]:
         "self_checks": _self_checks(run, models),
         "fragile": {
             "rows": close[:FRAGILE_ROWS],
-            "count": {m: sum(r["model"] == m for r in close) for m in models},
+            "count": {m: sum(r.model == m for r in close) for m in models},
             "margins": {m: FRAGILE_MARGIN.get(dtypes[m], 0.05) for m in models},
         },
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

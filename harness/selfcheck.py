@@ -9,12 +9,14 @@ Under several processes each rank re-decodes its share of the one sample and ran
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .distributed import World
 from .models import LoadedModel
 from .runner import Request, generate
+from .sample import Sample, as_samples
 
 DEFAULT_QUESTIONS = 8
 SHOWN_CHARS = 200
@@ -39,15 +41,17 @@ class SelfCheck:
         }
 
 
-def sample_keys(records: list[dict[str, Any]], model: str, k: int) -> list[tuple[str, str]]:
+def sample_keys(
+    records: Iterable[Sample | dict[str, Any]], model: str, k: int
+) -> list[tuple[str, str]]:
     """k (suite, id) pairs of `model`'s generated samples, the same for every rank and rerun."""
-    keys = sorted((r["suite"], r["id"]) for r in records if r["model"] == model and not r["error"])
+    keys = sorted((s.suite, s.id) for s in as_samples(records) if s.model == model and s.generated)
     return random.Random(f"harness-self-check:{model}").sample(keys, min(k, len(keys)))
 
 
 def self_check(
     lm: LoadedModel,
-    records: list[dict[str, Any]],
+    records: Iterable[Sample | dict[str, Any]],
     limits: dict[tuple[str, str], int],
     k: int,
     decoder: str,
@@ -56,18 +60,19 @@ def self_check(
     """Decode `k` sampled questions of `lm` alone and compare with `records` (the run's
     samples); `limits` gives each (suite, id)'s max_new_tokens as the run used it."""
     world = world or World()
-    by_key = {(r["suite"], r["id"]): r for r in records if r["model"] == lm.spec.name}
-    chosen = sample_keys(records, lm.spec.name, k)
+    samples = as_samples(records)
+    by_key = {(s.suite, s.id): s for s in samples if s.model == lm.spec.name}
+    chosen = sample_keys(samples, lm.spec.name, k)
     mine = chosen[world.rank :: world.size]
     found: list[dict[str, Any]] = []
     for suite, qid in mine:
         record = by_key[(suite, qid)]
-        request = Request(qid, record["prompt"], limits[(suite, qid)])
+        request = Request(qid, record.prompt, limits[(suite, qid)])
         [[alone]] = list(generate(lm, [request], batch_size=1, decoder=decoder))
         same = (alone.output, alone.finish_reason, alone.new_tokens) == (
-            record["output"],
-            record["finish_reason"],
-            record["new_tokens"],
+            record.output,
+            record.finish_reason,
+            record.new_tokens,
         )
         found.append(
             {"suite": suite, "id": qid, "same": same}
@@ -76,7 +81,7 @@ def self_check(
                 "suite": suite,
                 "id": qid,
                 "same": False,
-                "batched": record["output"][:SHOWN_CHARS],
+                "batched": record.output[:SHOWN_CHARS],
                 "alone": alone.output[:SHOWN_CHARS],
             }
         )
