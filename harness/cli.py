@@ -539,8 +539,11 @@ def _message(exc: HarnessError) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .logs import show_on_stdout
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_on_stdout()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         code = args.func(args)

@@ -22,6 +22,7 @@ from .chat import render
 from .distributed import World, world_from_env
 from .env import host, versions
 from .errors import InputError, RunExists
+from .logs import LOG, say
 from .models import LoadedModel, ModelSpec, load
 from .results import RunFolder, key_of
 from .runner import Generation, Request, choose_decoder, generate
@@ -136,7 +137,7 @@ def evaluate(
     *,
     resume: bool = False,
     trust_remote_code: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
     progress: bool = True,
 ) -> dict[str, Any] | None:
     """Run every model over every suite into `out`; returns the summary (None on ranks > 0).
@@ -170,7 +171,7 @@ def evaluate(
         described["decoding"] = choice.to_dict()
         if lm.device.startswith("cuda") and not choice.batch_invariant:
             note = choice.detail.get("note", "")
-            log(f"  warning: {spec.name} is decoded by '{choice.name}' ({note})")
+            LOG.warning(f"  warning: {spec.name} is decoded by '{choice.name}' ({note})")
         run["models"][spec.name] = described
         if world.main:
             folder.write_run(run)
@@ -221,7 +222,7 @@ def _self_check(
     else:
         ids = ", ".join(f"{m['suite']}/{m['id']}" for m in check.mismatches)
         changed = check.questions - check.identical
-        log(
+        LOG.warning(
             f"  WARNING self-check: {changed} of {check.questions} outputs changed when decoded "
             f"one at a time ({ids}): outputs depend on the batch; compare runs by verdicts"
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from .compare import paired
 from .evaluate import DecodeSettings, evaluate
+from .logs import say
 from .models import ModelSpec
 from .report import write_reports
 from .results import RunFolder
@@ -34,7 +35,7 @@ def pipeline(
     config: Path | None = None,
     allow_overlap: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     settings = settings or DecodeSettings()
     run_dir, model_dir = out / "run", out / "model"

@@ -24,6 +24,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from .logs import say
+
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -233,7 +235,7 @@ def pretrain(
     seq_len: int = 128,
     lr: float = 3e-3,
     seed: int = 0,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> list[float]:
     """Next-token training on packed documents joined by <|endoftext|>; returns the loss curve."""
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..logs import say
 
-def compile_layers(
-    model: Any, backend: str = "inductor", log: Callable[[str], None] = print
-) -> int:
+
+def compile_layers(model: Any, backend: str = "inductor", log: Callable[[str], None] = say) -> int:
     """Compile each of the model's repeated blocks in place (state dict keys unchanged, so
     checkpoints stay ordinary); returns how many. Without a known block, nothing: the whole
     model is the slow, fragile case this avoids."""

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import HarnessError
+from ..logs import say
 from ..models import attention_shape
 
 # Bytes kept for backward per token and layer without activation checkpointing, bf16 autocast,
@@ -77,7 +78,7 @@ def fit_to_card(
     n_params: int,
     device: str,
     processes: int = 1,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> Any:
     """`fit_memory` for the CUDA card `device` (under torchrun: this rank's, the same size on
     every rank)."""
@@ -93,7 +94,7 @@ def fit_memory(
     n_params: int,
     total_bytes: int,
     processes: int = 1,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> Any:
     """`settings` with batch_size x grad_accum rearranged so one micro-batch fits
     `settings.memory_fraction` of a card of `total_bytes`; tokens per optimizer step unchanged.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..logs import say
 from ..models import ModelSpec, load, register
 from ..suites import Suite
 from .data import load_many
@@ -51,7 +52,7 @@ def run_sft(
     device: str = "auto",
     registry: Path | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     check_one_gpu_per_process(device)
     data = load_many(data_spec)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..env import versions
 from ..errors import InputError, Problem
+from ..logs import say
 from ..models import LoadedModel, attention_shape
 from ..yamlio import MarkedDict, load_yaml
 from . import varlen
@@ -186,7 +187,7 @@ def settings_from_yaml(path: Path, base: SFTSettings) -> tuple[SFTSettings, set[
 
 
 def respect_choices(
-    settings: SFTSettings, chosen: set[str], log: Callable[[str], None] = print
+    settings: SFTSettings, chosen: set[str], log: Callable[[str], None] = say
 ) -> SFTSettings:
     """What a user set is used as set: a chosen learning rate is not rescaled, a chosen step size
     is not resized, a chosen warm-up not shortened (unless the planning settings are chosen too)."""
@@ -249,7 +250,7 @@ def build_dataset(data: SFTData, tokenizer: Any) -> tuple[Any, str]:
 
 
 def for_processes(
-    settings: SFTSettings, processes: int, log: Callable[[str], None] = print
+    settings: SFTSettings, processes: int, log: Callable[[str], None] = say
 ) -> SFTSettings:
     """Keep the effective batch (batch x accumulation x processes) of a one-process run."""
     if processes <= 1:
@@ -272,9 +273,7 @@ def for_processes(
     return settings
 
 
-def for_device(
-    settings: SFTSettings, device: str, log: Callable[[str], None] = print
-) -> SFTSettings:
+def for_device(settings: SFTSettings, device: str, log: Callable[[str], None] = say) -> SFTSettings:
     """Drop what this machine cannot run or what the settings make redundant, saying so:
     Liger's kernels need CUDA and the package and are redundant with compiled layers; compiling
     for CUDA needs Triton."""
@@ -301,7 +300,7 @@ def plan_steps(
     settings: SFTSettings,
     lengths: list[int],
     processes: int = 1,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> SFTSettings:
     """Size packed steps to the data: at least `min_steps` of them, rows never truncated, and the
     learning rate scaled linearly to the rows a step holds (sqrt scaling learned less per token in
@@ -362,7 +361,7 @@ def make_trainer(
     checkpoints: Path,
     *,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> Any:
     """An SFTTrainer ready to train `lm.model` on `data` (exposed for tests of the label mask)."""
     import datasets
@@ -475,7 +474,7 @@ def train(
     preset: str,
     *,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     """Fine-tune, save model + tokenizer + generation config + sft.json into `out`."""
     from transformers import GenerationConfig
