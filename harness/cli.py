@@ -41,7 +41,7 @@ def _batch_size(value: str) -> int | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .evaluate import DecodeSettings, evaluate
+    from .evaluation import DecodeSettings, evaluate
     from .models import resolve_many
     from .suites import load_suites
     from .tables import summary_table, tag_table
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError("--resume continues the run in --out; name the folder with --out")
     if args.gate:  # a missing baseline or bad rules should fail before the run, not after
         from .baseline import read_baseline
-        from .gate import load_rules
+        from .gating import load_rules
 
         read_baseline(Path(args.gate))
         load_rules(args.rules)
@@ -88,8 +88,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if tags:
         print()
         print(tags)
+    from .compare import model_pairs, paired
     from .report import write_reports
+    from .results import RunFolder
+    from .tables import paired_table
 
+    pairs = model_pairs([s.name for s in specs])
+    if pairs:  # the answer to "did it help?": per question, what flipped
+        samples = RunFolder(Path(out)).read_samples()
+        print()
+        print(paired_table([p for a, b in pairs for p in paired(samples, a, b)]))
     write_reports(Path(out))
     print(
         f"\nwrote {display_path(Path(out))}/ (run.json, samples.jsonl, summary.json, "
@@ -110,7 +118,7 @@ def _gate(
     baseline_model: str | None,
 ) -> int:
     from .baseline import read_baseline
-    from .gate import format_result, gate, load_rules, write_junit
+    from .gating import format_result, gate, load_rules, write_junit
 
     result = gate(
         read_baseline(Path(baseline_dir)),
@@ -153,6 +161,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     html, md = write_reports(Path(args.run_dir))
     print(f"wrote {display_path(html)} and {display_path(md)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .api import load_run
+
+    run = load_run(Path(args.run_dir))
+    out = Path(args.out or Path(args.run_dir) / f"{args.what}.{args.format}")
+    path = run.export(out, args.format, args.what)
+    rows = len(run.samples) if args.what == "samples" else len(run.summary_df())
+    print(f"wrote {display_path(path)} ({rows} rows)")
     return 0
 
 
@@ -227,7 +246,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .evaluate import rescore
+    from .evaluation import rescore
     from .tables import summary_table
 
     summary = rescore(Path(args.run_dir))
@@ -320,7 +339,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from .evaluate import DecodeSettings
+    from .evaluation import DecodeSettings
     from .models import resolve_many
     from .pipeline import pipeline
     from .suites import load_suites
@@ -446,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.set_defaults(func=cmd_report)
 
+    export = sub.add_parser("export", help="a run's samples or summary as csv, parquet or jsonl")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
+    export.add_argument("--what", choices=["samples", "summary"], default="samples")
+    export.add_argument("--out", help="output file (default: RUN_DIR/WHAT.FORMAT)")
+    export.set_defaults(func=cmd_export)
+
     compare = sub.add_parser("compare", help="paired comparison of the same models in two runs")
     compare.add_argument("run_a", metavar="RUN_A")
     compare.add_argument("run_b", metavar="RUN_B")
@@ -522,6 +548,8 @@ FLAGS = {
     "candidate": "--candidate",
     "baseline_model": "--baseline-model",
     "model_a": "--model-a",
+    "format": "--format",
+    "what": "--what",
 }
 
 

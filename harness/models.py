@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -474,6 +475,79 @@ def load(
     return LoadedModel(
         spec, model, tokenizer, chat, where, located.fingerprint(), dtype, device, info
     )
+
+
+def weights_fingerprint(model: Any, tokenizer: Any) -> str:
+    """sha256 over a model's parameters and buffers (names, dtypes, shapes, bytes) and its
+    tokenizer's vocabulary and chat template: the fingerprint of a model held in memory."""
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            t = tensor.detach().contiguous().cpu()
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\0".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    digest.update(vocab.encode() + str(getattr(tokenizer, "chat_template", "")).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def from_memory(
+    model: Any, tokenizer: Any, name: str = "model", chat_template: str | None = None
+) -> LoadedModel:
+    """A model and tokenizer already in memory (a notebook, a training loop), evaluated as they
+    are: nothing saved or reloaded, the caller's tokenizer left untouched (a copy is prepared),
+    and the model fingerprinted from its weights."""
+    import copy
+
+    if not hasattr(model, "generate") or not hasattr(model, "config"):
+        raise InputError(
+            f"model '{name}': expected a transformers causal language model, got "
+            f"{type(model).__name__}",
+            argument="models",
+        )
+    if not hasattr(tokenizer, "apply_chat_template"):
+        raise InputError(
+            f"model '{name}': expected its tokenizer, got {type(tokenizer).__name__}",
+            argument="models",
+        )
+    tokenizer = copy.deepcopy(tokenizer)
+    chat = prepare(tokenizer, model.generation_config, chat_template)
+    param = next(model.parameters())
+    shipped = {
+        k: v
+        for k, v in model.generation_config.to_diff_dict().items()
+        if k not in ("transformers_version", "_from_model_config")
+    }
+    spec = ModelSpec(name, "memory", "in memory", str(param.dtype).removeprefix("torch."))
+    return LoadedModel(
+        spec,
+        model,
+        tokenizer,
+        chat,
+        Path("<in memory>"),
+        weights_fingerprint(model, tokenizer),
+        spec.dtype,
+        str(param.device),
+        {"shipped_generation_config": shipped},
+    )
+
+
+@contextmanager
+def evaluation_mode(model: Any) -> Iterator[None]:
+    """Eval mode and an empty generation config while decoding, put back afterwards: a model
+    being trained goes on training as it was (see `load`, which empties the config for good)."""
+    from transformers import GenerationConfig
+
+    training, config = model.training, model.generation_config
+    model.eval()
+    model.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        model.generation_config = config
+        model.train(training)
 
 
 def _dequantized(model: Any) -> None:

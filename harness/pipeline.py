@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import paired
-from .evaluate import DecodeSettings, evaluate
+from .evaluation import DecodeSettings, evaluate
 from .logs import say
 from .models import ModelSpec
 from .report import write_reports

@@ -64,6 +64,9 @@ class Sample:
         values["tags"] = tuple(values.get("tags") or ())
         values["scorer"] = tuple(values.get("scorer") or ())
         values["correct"] = bool(values.get("correct", False))
+        for name in ("system", "answer", "detail", "error", "min_margin"):  # a DataFrame's NaN
+            if isinstance(values.get(name), float) and values[name] != values[name]:
+                values[name] = None
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from .errors import InputError, Problem, hint
 from .paths import display_path, suites_dirs
 from .scoring import SCORERS, ScorerSpec
 from .scoring.registry import REQUIRED, matches_type, type_name
-from .yamlio import MarkedDict, MarkedList, load_yaml
+from .yamlio import MarkedDict, MarkedList, load_yaml, marked
 
 DEFAULT_MAX_NEW_TOKENS = 64
 SUITE_KEYS = {"name", "description", "system", "defaults", "questions"}
@@ -56,6 +56,18 @@ class Suite:
 
     def tags(self) -> list[str]:
         return sorted({t for q in self.questions for t in q.tags})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Suite:
+        """A suite written in Python, in the YAML schema, validated the same way (errors name
+        the field: `questions[2].answer: ...`)."""
+        name = data.get("name", "suite") if isinstance(data, dict) else "suite"
+        return parse_suite(marked(data), f"<suite {name}>")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Suite:
+        """A suite file anywhere on disk (the CLI's --suite also takes names from suites/)."""
+        return load_suite(Path(path))
 
 
 class _Checker:

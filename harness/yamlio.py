@@ -37,6 +37,16 @@ class MarkedList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
+def marked(data: Any) -> Any:
+    """Plain dicts and lists (a suite written in Python) as the marked kinds the validators
+    read; with no lines to point at, errors name the field alone."""
+    if isinstance(data, dict) and not isinstance(data, MarkedDict):
+        return MarkedDict({k: marked(v) for k, v in data.items()})
+    if isinstance(data, list | tuple) and not isinstance(data, MarkedList):
+        return MarkedList(marked(v) for v in data)
+    return data
+
+
 class _Loader(yaml.SafeLoader):
     pass
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.evaluate import DecodeSettings, evaluate
+from harness.evaluation import DecodeSettings, evaluate
 from harness.models import load, load_registry
 from harness.suites import load_suites
 

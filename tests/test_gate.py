@@ -9,7 +9,7 @@ import pytest
 
 from harness.baseline import read_baseline, write_baseline
 from harness.errors import InputError
-from harness.gate import gate, load_rules
+from harness.gating import gate, load_rules
 from harness.results import RunFolder
 
 from .conftest import PROJECT, run_args, run_cli

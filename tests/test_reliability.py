@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from harness import runner
 from harness.errors import InputError
-from harness.evaluate import DecodeSettings, evaluate
+from harness.evaluation import DecodeSettings, evaluate
 from harness.models import ModelSpec
 from harness.results import RunFolder
 from harness.sft.data import load_data

@@ -23,7 +23,7 @@ from .distributed import World, world_from_env
 from .env import host, versions
 from .errors import InputError, RunExists
 from .logs import LOG, say
-from .models import LoadedModel, ModelSpec, load
+from .models import LoadedModel, ModelSpec, evaluation_mode, load
 from .results import RunFolder, key_of
 from .runner import Generation, Request, choose_decoder, generate
 from .sample import Sample, as_samples
@@ -131,7 +131,7 @@ def _start(folder: RunFolder, suites: list[Suite], settings: DecodeSettings, res
 
 def evaluate(
     suites: list[Suite],
-    models: list[ModelSpec],
+    models: list[ModelSpec | LoadedModel],
     out: Path,
     settings: DecodeSettings = DecodeSettings(),
     *,
@@ -142,8 +142,10 @@ def evaluate(
 ) -> dict[str, Any] | None:
     """Run every model over every suite into `out`; returns the summary (None on ranks > 0).
 
-    Under torchrun / accelerate launch every rank decodes its share of each suite's batches
-    into its own shard; rank 0 alone writes run.json, merges the shards and summarises.
+    A model is a spec to load, or one already in memory (`models.from_memory`), which is
+    evaluated as it is and handed back in the mode it came in. Under torchrun / accelerate
+    launch every rank decodes its share of each suite's batches into its own shard; rank 0
+    alone writes run.json, merges the shards and summarises.
     """
     world = world_from_env()
     folder = RunFolder(out)
@@ -156,9 +158,15 @@ def evaluate(
     mine.repair()
     done = {key_of(r) for r in folder.read_all_samples()}
     device = world.device(settings.device)
-    for spec in models:
-        log(f"loading {spec.name} ({spec.source}: {spec.location})")
-        lm = load(spec, device=device, dtype=settings.dtype, trust_remote_code=trust_remote_code)
+    for entry in models:
+        if isinstance(entry, LoadedModel):
+            lm, spec = entry, entry.spec
+        else:
+            spec = entry
+            log(f"loading {spec.name} ({spec.source}: {spec.location})")
+            lm = load(
+                spec, device=device, dtype=settings.dtype, trust_remote_code=trust_remote_code
+            )
         described = lm.describe()
         if spec.name in run["models"]:
             _guard(
@@ -175,19 +183,20 @@ def evaluate(
         run["models"][spec.name] = described
         if world.main:
             folder.write_run(run)
-        for suite in suites:
-            _run_suite(lm, suite, mine, run, settings, done, log, progress, world, choice.name)
-        if settings.self_check:
-            check = _self_check(lm, suites, folder, settings, choice.name, log, world)
-            described["self_check"] = check
-            if world.main:
-                folder.write_run(run)
+        with evaluation_mode(lm.model):
+            for suite in suites:
+                _run_suite(lm, suite, mine, run, settings, done, log, progress, world, choice.name)
+            if settings.self_check:
+                check = _self_check(lm, suites, folder, settings, choice.name, log, world)
+                described["self_check"] = check
+                if world.main:
+                    folder.write_run(run)
         del lm
         gc.collect()
     world.barrier()
     if not world.main:
         return None
-    folder.merge_shards([m.name for m in models], [s.name for s in suites])
+    folder.merge_shards([_name(m) for m in models], [s.name for s in suites])
     records = folder.read_samples()
     summary = summarize(records)
     summary["run"] = str(folder.path)
@@ -198,6 +207,10 @@ def evaluate(
         run.setdefault("events", []).append({"time": _now(), "event": "ranks", "ranks": world.size})
     folder.write_run(run)
     return summary
+
+
+def _name(model: ModelSpec | LoadedModel) -> str:
+    return model.spec.name if isinstance(model, LoadedModel) else model.name
 
 
 def _self_check(
