@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import HarnessError, InputError, Problem, RunExists
+from .errors import Contaminated, HarnessError, InputError, Problem, RunExists
 from .paths import DEFAULT_RUNS_DIR, display_path
 from .runner import DECODERS
 from .selfcheck import DEFAULT_QUESTIONS
@@ -549,6 +549,9 @@ FLAGS = {
     "baseline_model": "--baseline-model",
     "model_a": "--model-a",
     "format": "--format",
+    "decoder": "--decoder",
+    "device": "--device",
+    "name": "--name",
     "what": "--what",
 }
 
@@ -559,6 +562,8 @@ def _message(exc: HarnessError) -> str:
             f"error: {exc.folder} already holds a run; pass --resume to continue it, or choose "
             "another --out"
         )
+    if isinstance(exc, Contaminated):
+        return f"error: --data: {exc.summary}; remove them or pass --allow-overlap:\n{exc.listing}"
     if exc.problems:
         return str(exc)
     if exc.argument:

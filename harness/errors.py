@@ -61,6 +61,16 @@ class RunExists(InputError):
         )
 
 
+class Contaminated(InputError):
+    """Training rows contain evaluation questions, and training on them was not allowed."""
+
+    def __init__(self, summary: str, listing: str):
+        self.summary, self.listing = summary, listing
+        super().__init__(
+            f"{summary}; remove them or allow the overlap:\n{listing}", argument="data"
+        )
+
+
 def hint(value: object, known: Iterable[str], label: str = "allowed") -> str:
     """'did you mean X?' when something known is close to `value`, else the list of the known."""
     import difflib

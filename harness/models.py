@@ -397,7 +397,7 @@ def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available on this machine")
+        raise InputError("cuda: no CUDA device is available on this machine", argument="device")
     return device
 
 
@@ -570,7 +570,8 @@ def register(name: str, folder: Path, description: str, registry: Path | None = 
             return path
         raise InputError(
             f"{display_path(path)}: '{name}' already names {existing.location}; choose another "
-            "--name, or edit the file"
+            "name, or edit the file",
+            argument="name",
         )
     rel = os.path.relpath(folder.resolve(), path.parent.resolve())
     text = path.read_text() if path.exists() else "models:\n"

@@ -204,7 +204,7 @@ def choose_decoder(lm: LoadedModel, requested: str = "auto") -> DecoderChoice:
     except Unsupported as exc:
         if requested == "invariant":
             raise InputError(
-                f"--decoder invariant: model '{lm.spec.name}' has {exc}; use --decoder auto"
+                f"invariant: model '{lm.spec.name}' has {exc}; use auto", argument="decoder"
             ) from None
         name = "hf" if lm.chat.stop_strings else "static"
         return DecoderChoice(name, False, {"note": f"not batch-invariant: the model has {exc}"})

@@ -145,7 +145,7 @@ def test_unsupported_models_fall_back_with_the_reason_and_explicit_requests_fail
     lm.model.config.hidden_act = "gelu"  # something the decoder does not compute
     with pytest.raises(Unsupported, match="activation 'gelu'"):
         layout_of(lm.model)
-    with pytest.raises(InputError, match="--decoder invariant: model 'r' has activation 'gelu'"):
+    with pytest.raises(InputError, match="decoder: invariant: model 'r' has activation 'gelu'"):
         choose_decoder(lm, "invariant")
     lm.device = "cuda"  # what auto would do on a GPU, without one
     choice = choose_decoder(lm, "auto")

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..logs import say
+from ..errors import Contaminated
+from ..logs import LOG, say
 from ..models import ModelSpec, load, register
 from ..suites import Suite
 from .data import load_many
@@ -58,15 +58,13 @@ def run_sft(
     data = load_many(data_spec)
     overlaps = find_overlaps(data.user_prompts(), suites)
     if overlaps and not allow_overlap:
-        raise InputError(
-            f"--data: {len(overlaps)} training row(s) contain evaluation questions of "
-            f"{', '.join(s.name for s in suites)}; remove them or pass --allow-overlap:\n"
-            + describe_overlaps(overlaps)
+        raise Contaminated(
+            f"{len(overlaps)} training row(s) contain evaluation questions of "
+            f"{', '.join(s.name for s in suites)}",
+            describe_overlaps(overlaps),
         )
     if overlaps:
-        log(
-            f"warning: training on {len(overlaps)} row(s) that overlap the suites (--allow-overlap)"
-        )
+        LOG.warning(f"warning: training on {len(overlaps)} row(s) that overlap the suites")
     lm = load(spec, device=device, dtype="float32")
     preset, settings = default_settings(lm.n_params, lm.device)
     chosen: set[str] = set()
