@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import InputError
 from .logs import say
-from .models import LoadedModel, ModelSpec, from_memory, load_registry, resolve
+from .models import LoadedModel, ModelSpec, checkpoints, from_memory, load_registry, resolve
 from .sample import Sample, as_samples
 from .suites import Suite, load_suite, load_suites
 
@@ -191,6 +191,8 @@ def _models(models: ModelArg | Sequence[ModelArg] | dict[str, Any]) -> list[Any]
     for i, (name, item) in enumerate(named, start=1):
         if isinstance(item, LoadedModel | ModelSpec):
             out.append(item)
+        elif isinstance(item, str | Path) and set("*?[") & set(str(item)):
+            out.extend(checkpoints(str(item)))  # a training run's checkpoints: a curve
         elif isinstance(item, str | Path):
             spec = resolve(str(item), registry)
             out.append(spec if name is None else replace(spec, name=name))

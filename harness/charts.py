@@ -64,3 +64,78 @@ def bar_chart(title: str, groups: list[tuple[str, list[Bar]]], models: list[str]
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+Point = tuple[float, float, float, float]  # (x, value, band low, band high)
+LINE_W, LINE_H = 560, 170
+
+
+def line_chart(
+    title: str,
+    series: list[tuple[str, list[Point]]],
+    *,
+    percent: bool = True,
+    marks: dict[str, list[tuple[float, str]]] | None = None,
+) -> Markup:
+    """Lines over training steps, one per series, each with its 95% band shaded; `marks` puts
+    labelled dots on a series at given x (the best point, the first significant change)."""
+    xs = [p[0] for _, pts in series for p in pts] or [0.0, 1.0]
+    lo_x, hi_x = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    values = [v for _, pts in series for p in pts for v in p[1:]]
+    lo_y, hi_y = (0.0, 1.0) if percent else (min(values, default=0.0), max(values, default=1.0))
+    if hi_y <= lo_y:
+        hi_y = lo_y + 1.0
+    columns = max(1, (LINE_W - LEFT) // LEGEND_W)
+    height = TOP + LINE_H + BOTTOM + 18 * ((len(series) - 1) // columns)
+    sx = lambda x: LEFT + (LINE_W - LEFT - 16) * (x - lo_x) / (hi_x - lo_x)  # noqa: E731
+    sy = lambda v: TOP + LINE_H * (1 - (v - lo_y) / (hi_y - lo_y))  # noqa: E731
+    parts = [
+        f'<svg role="img" class="chart line" width="{LINE_W}" height="{height}" '
+        f'viewBox="0 0 {LINE_W} {height}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{LEFT}" y="16" class="chart-title">{escape(title)}</text>',
+    ]
+    for i in range(5):
+        tick = lo_y + (hi_y - lo_y) * i / 4
+        label = f"{100 * tick:.0f}%" if percent else f"{tick:.3g}"
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LINE_W - 10}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" '
+            f'class="grid"/><text x="{LEFT - 6}" y="{sy(tick) + 4:.1f}" class="tick">{label}</text>'
+        )
+    ticks = sorted(set(xs))
+    if len(ticks) > 10:  # a logged loss: a handful of evenly spaced labels, not every step
+        ticks = [round(lo_x + (hi_x - lo_x) * i / 5) for i in range(6)]
+    for x in ticks:
+        parts.append(f'<text x="{sx(x):.1f}" y="{TOP + LINE_H + 16}" class="label">{x:g}</text>')
+    for i, (name, pts) in enumerate(series):
+        pts = sorted(pts)
+        c = color(i)
+        if len(pts) > 1 and any(p[2] != p[3] for p in pts):
+            band = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _, _, hi in pts] + [
+                f"{sx(x):.1f},{sy(lo):.1f}" for x, _, lo, _ in reversed(pts)
+            ]
+            parts.append(f'<polygon points="{" ".join(band)}" fill="{c}" opacity="0.15"/>')
+        path = " ".join(f"{sx(x):.1f},{sy(v):.1f}" for x, v, _, _ in pts)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
+        for x, v, lo, hi in pts:
+            shown = f"{100 * v:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]" if percent else f"{v:.4g}"
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(v):.1f}" r="3" fill="{c}">'
+                f"<title>{escape(name)} at step {x:g}: {shown}</title></circle>"
+            )
+        for x, label in (marks or {}).get(name, []):
+            v = next(p[1] for p in pts if p[0] == x)
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(v):.1f}" r="6" fill="none" stroke="{c}" '
+                f'stroke-width="2" class="mark"><title>{escape(name)}: {escape(label)} '
+                f"(step {x:g})</title></circle>"
+            )
+        lx = LEFT + (i % columns) * LEGEND_W
+        ly = TOP + LINE_H + 36 + 18 * (i // columns)
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{c}"/>'
+            f'<text x="{lx + 16}" y="{ly}" class="legend">{escape(name)}</text>'
+        )
+    parts.append(f'<text x="{LINE_W - 12}" y="{TOP + LINE_H + 30}" class="tick">step</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import Contaminated, HarnessError, InputError, Problem, RunExists
 from .paths import DEFAULT_RUNS_DIR, display_path
@@ -298,6 +299,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
         allow_overlap=args.allow_overlap,
         device=args.device,
         progress=not args.quiet,
+        curve=_curve_plan(args, args.eval_suites),
     )
     if "rank" in info:
         return 0
@@ -305,6 +307,15 @@ def cmd_sft(args: argparse.Namespace) -> int:
         f"trained {args.name}: {info['steps']} steps, final loss {info['final_loss']}, "
         f"{info['seconds']} s -> {display_path(out)}/ (sft.json)"
     )
+    if "curve" in info:
+        c = info["curve"]
+        print(
+            f"curve: {len(c['points'])} points in {display_path(out / 'curve')}/ (report.html), "
+            f"evaluation {c['eval_seconds']} s"
+        )
+    if "kept" in info:
+        k = info["kept"]
+        print(f"kept step {k['step']} ({k['why']}, {100 * k['accuracy']:.1f}%) in {out / 'best'}")
     if "registered" in info:
         print(f"registered in {info['registered']}; evaluate with --models {spec.name},{args.name}")
     return 0
@@ -358,6 +369,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         config=args.config,
         allow_overlap=args.allow_overlap,
         progress=not args.quiet,
+        curve=_curve_plan(args, args.suite if (args.eval_every or args.eval_points) else None),
     )
     from .tables import paired_table, summary_table
 
@@ -389,6 +401,47 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--eval-every",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="evaluate the model being trained every N optimizer steps (and at step 0 and the end)",
+    )
+    p.add_argument(
+        "--eval-points",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="evaluate at K evenly spaced steps, step 0 and the end included",
+    )
+    p.add_argument(
+        "--keep",
+        metavar="best:SUITE",
+        help="also save the evaluated point with the best accuracy on SUITE (in OUT/best)",
+    )
+
+
+def _curve_plan(args: argparse.Namespace, suites: str | None) -> Any:
+    """The evaluation-during-training plan the flags ask for, or None."""
+    from .evaluation import DecodeSettings
+    from .sft.curve import CurvePlan, parse_keep
+    from .suites import load_suites
+
+    if not (suites or args.eval_every or args.eval_points or args.keep):
+        return None
+    if not suites:
+        raise InputError("name the suites to evaluate during training", argument="eval_suites")
+    if args.eval_every and args.eval_points:
+        raise InputError("give --eval-every or --eval-points, not both", argument="eval_every")
+    points = args.eval_points or (None if args.eval_every else 5)
+    return CurvePlan(
+        tuple(load_suites(suites)),
+        every=args.eval_every,
+        points=points,
+        keep=parse_keep(args.keep),
+        decode=DecodeSettings(device=args.device),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -503,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--no-register", action="store_true", help="do not add it to models.yaml")
     sft.add_argument("--out", help="output folder (default: models/NAME)")
     sft.add_argument("--suites", default="all", help="suites the contamination check compares with")
+    sft.add_argument(
+        "--eval-suites",
+        help="suites to evaluate on during training (a curve in OUT/curve; 5 points by default)",
+    )
     _add_training_flags(sft)
     sft.set_defaults(func=cmd_sft)
 
@@ -552,6 +609,10 @@ FLAGS = {
     "decoder": "--decoder",
     "device": "--device",
     "name": "--name",
+    "eval_suites": "--eval-suites",
+    "eval_every": "--eval-every",
+    "eval_points": "--eval-points",
+    "keep": "--keep",
     "what": "--what",
 }
 

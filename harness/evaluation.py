@@ -176,6 +176,9 @@ def evaluate(
                 f"model '{spec.name}' (its weights or tokenizer changed)",
             )
         choice = choose_decoder(lm, settings.decoder)
+        weights = lm.info.get("weights_dtype")
+        if weights and choice.name != "invariant" and lm.dtype != weights:
+            lm.dtype = described["dtype"] = weights  # only the invariant kernels cast
         described["decoding"] = choice.to_dict()
         if lm.device.startswith("cuda") and not choice.batch_invariant:
             note = choice.detail.get("note", "")

@@ -335,9 +335,32 @@ def resolve(ref: str, registry: dict[str, ModelSpec]) -> ModelSpec:
     )
 
 
+def checkpoints(pattern: str) -> list[ModelSpec]:
+    """`DIR/checkpoint-*` (any glob): the checkpoints of one training run, in step order, named
+    RUN@step-S after the run's folder (the parent of a folder named `checkpoints`)."""
+    import glob
+    import re
+
+    found = []
+    for path in map(Path, glob.glob(str(Path(pattern).expanduser()))):
+        match = re.search(r"(\d+)$", path.name)
+        if path.is_dir() and match:
+            parent = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+            found.append((int(match[1]), parent.resolve().name, path))
+    if not found:
+        raise InputError(f"'{pattern}' matches no checkpoint folder", argument="models")
+    return [ModelSpec(f"{run}@step-{step}", "path", str(path)) for step, run, path in sorted(found)]
+
+
 def resolve_many(refs: str, registry: dict[str, ModelSpec] | None = None) -> list[ModelSpec]:
+    """Comma-separated registry names, folders, hub ids, GGUF files and checkpoint globs."""
     registry = load_registry() if registry is None else registry
     names = [r.strip() for r in refs.split(",") if r.strip()]
+    if any(set("*?[") & set(n) for n in names):
+        specs: list[ModelSpec] = []
+        for n in names:
+            specs.extend(checkpoints(n) if set("*?[") & set(n) else [resolve(n, registry)])
+        return list({s.name: s for s in specs}.values())
     if not names:
         raise InputError(
             "give at least one model (a name from models.yaml, a folder or a hub id)",
@@ -471,7 +494,9 @@ def load(
         if k not in ("transformers_version", "_from_model_config")
     }
     model.generation_config = GenerationConfig()
-    info = {"shipped_generation_config": shipped}
+    info: dict[str, Any] = {"shipped_generation_config": shipped}
+    if training := _trainer_state(folder):
+        info["training"] = training
     return LoadedModel(
         spec, model, tokenizer, chat, where, located.fingerprint(), dtype, device, info
     )
@@ -494,11 +519,21 @@ def weights_fingerprint(model: Any, tokenizer: Any) -> str:
 
 
 def from_memory(
-    model: Any, tokenizer: Any, name: str = "model", chat_template: str | None = None
+    model: Any,
+    tokenizer: Any,
+    name: str = "model",
+    chat_template: str | None = None,
+    *,
+    fingerprint: str | None = None,
+    info: dict[str, Any] | None = None,
+    dtype: str | None = None,
 ) -> LoadedModel:
     """A model and tokenizer already in memory (a notebook, a training loop), evaluated as they
-    are: nothing saved or reloaded, the caller's tokenizer left untouched (a copy is prepared),
-    and the model fingerprinted from its weights."""
+    are: nothing saved or reloaded, the caller's tokenizer left untouched (a copy is prepared).
+    The fingerprint hashes the weights unless the caller names the model otherwise (a training
+    run: its base, data, settings and step); `info` joins what run.json records. `dtype`: the
+    dtype to decode in where the decoder can cast (the invariant kernels; others decode in the
+    weights' own, and run.json says which)."""
     import copy
 
     if not hasattr(model, "generate") or not hasattr(model, "config"):
@@ -520,17 +555,18 @@ def from_memory(
         for k, v in model.generation_config.to_diff_dict().items()
         if k not in ("transformers_version", "_from_model_config")
     }
-    spec = ModelSpec(name, "memory", "in memory", str(param.dtype).removeprefix("torch."))
+    weights = str(param.dtype).removeprefix("torch.")
+    spec = ModelSpec(name, "memory", "in memory", dtype or weights)
     return LoadedModel(
         spec,
         model,
         tokenizer,
         chat,
         Path("<in memory>"),
-        weights_fingerprint(model, tokenizer),
+        fingerprint or weights_fingerprint(model, tokenizer),
         spec.dtype,
         str(param.device),
-        {"shipped_generation_config": shipped},
+        {"shipped_generation_config": shipped, "weights_dtype": weights, **(info or {})},
     )
 
 
@@ -548,6 +584,28 @@ def evaluation_mode(model: Any) -> Iterator[None]:
     finally:
         model.generation_config = config
         model.train(training)
+
+
+def _trainer_state(folder: Path) -> dict[str, Any] | None:
+    """A Trainer checkpoint's step, epoch, last logged loss and learning rate (its folder holds
+    trainer_state.json): what makes a run over checkpoints a curve."""
+    path = folder / "trainer_state.json"
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    logged = state.get("log_history", [])
+    last = lambda key: next((h[key] for h in reversed(logged) if key in h), None)  # noqa: E731
+    parent = folder.parent.parent if folder.parent.name == "checkpoints" else folder.parent
+    return {
+        "step": state.get("global_step", 0),
+        "epoch": state.get("epoch"),
+        "learning_rate": last("learning_rate"),
+        "loss": last("loss"),
+        "run": parent.resolve().name,
+    }
 
 
 def _dequantized(model: Any) -> None:

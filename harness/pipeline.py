@@ -8,6 +8,7 @@ the tuned model. Re-running the same command after a crash continues where it st
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from .compare import paired
 from .evaluation import DecodeSettings, evaluate
 from .logs import say
 from .models import ModelSpec
+from .paths import display_path
 from .report import write_reports
 from .results import RunFolder
+from .sft.curve import CurvePlan
 from .sft.stage import run_sft
 from .sft.train import check_one_gpu_per_process
 from .suites import Suite
@@ -36,8 +39,11 @@ def pipeline(
     allow_overlap: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = say,
+    curve: CurvePlan | None = None,
 ) -> dict[str, Any]:
     settings = settings or DecodeSettings()
+    if curve is not None:  # the curve decodes as the pipeline's runs do
+        curve = replace(curve, decode=settings)
     run_dir, model_dir = out / "run", out / "model"
     if not (model_dir / "sft.json").exists():  # before evaluating: training would refuse later
         check_one_gpu_per_process(settings.device, "pipeline")
@@ -58,6 +64,8 @@ def pipeline(
             device=settings.device,
             progress=progress,
             log=log,
+            curve=curve,
+            curve_name=name,
         )
     tuned = ModelSpec(name, "path", str(model_dir), description=f"{base.name} after SFT")
     log(f"[3/3] evaluating {name}")
@@ -67,6 +75,11 @@ def pipeline(
         f"# {base.name} -> {name}\n\n{summary_table(summary, 'github')}\n\n"
         f"{paired_table(comparison, 'github')}\n"
     )
+    curve_dir = model_dir / "curve"
+    if (curve_dir / "run.json").exists():
+        from .curves import curve_markdown
+
+        text += f"\n## During training ({display_path(curve_dir)})\n\n{curve_markdown(curve_dir)}\n"
     (out / "comparison.md").write_text(text)
     write_reports(run_dir)
     return {"summary": summary, "comparison": comparison}

@@ -17,6 +17,11 @@ from tabulate import tabulate
 
 from .charts import bar_chart, color
 from .compare import model_pairs, paired
+from .curves import charts as curve_charts
+from .curves import notes as curve_notes
+from .curves import read_curve
+from .curves import rows as curve_rows
+from .curves import table as curve_table
 from .results import RunFolder
 from .sample import as_samples
 from .summarize import FRAGILE_MARGIN, fragile, summarize
@@ -81,7 +86,10 @@ def context(folder: RunFolder) -> dict[str, Any]:
         ]
         return bar_chart(title, groups, models)
 
-    comparisons = [paired(records, a, b) for a, b in model_pairs(models)]
+    curve = read_curve(run, records)
+    # a curve compares each point with step 0; any other run, every pair of models
+    pairs = [(curve.models[0], m) for m in curve.models[1:]] if curve else model_pairs(models)
+    comparisons = [paired(records, a, b) for a, b in pairs]
     by_question: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         row = by_question.setdefault(
@@ -148,7 +156,16 @@ def context(folder: RunFolder) -> dict[str, Any]:
         "summary_md": summary_table(summary, "github"),
         "paired_md": [paired_table(c, "github") for c in comparisons],
         "tags_md": _tags_md(scores, models, suites),
-        "changed_md": [_changed_md(questions, a, b) for a, b in model_pairs(models)],
+        "changed_md": [_changed_md(questions, a, b) for a, b in pairs],
+        "curve": curve
+        and {
+            "run": curve.run,
+            "suites": curve.suites,
+            "charts": curve_charts(curve),
+            "rows": curve_rows(curve),
+            "notes": curve_notes(curve),
+            "md": curve_table(curve),
+        },
     }
 
 

@@ -224,7 +224,10 @@ def generate_batch(
 
         prompts = tok([r.prompt for r in batch], add_special_tokens=lm.chat.add_special_tokens)
         ids = prompts["input_ids"]
-        out = InvariantDecoder(lm.model).generate(ids, limit, stop_ids, pad_id=tok.pad_token_id)
+        import torch
+
+        decoder = InvariantDecoder(lm.model, dtype=getattr(torch, lm.dtype))
+        out = decoder.generate(ids, limit, stop_ids, pad_id=tok.pad_token_id)
         lengths, new, margins = [len(p) for p in ids], out.tokens.tolist(), out.margins.tolist()
     else:
         import torch

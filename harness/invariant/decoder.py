@@ -69,8 +69,10 @@ class _Pass:
 class InvariantDecoder:
     """Batch-invariant greedy decoding of one model (weights read in place, never copied)."""
 
-    def __init__(self, model: Any, backend: str | None = None):
+    def __init__(self, model: Any, backend: str | None = None, dtype: Any = None):
         self.layout: Layout = layout_of(model)
+        if dtype is not None and dtype != self.layout.embed.dtype:
+            self.layout = self.layout.cast(dtype)  # a copy in the dtype asked for
         self.device = self.layout.embed.device
         self.dtype = self.layout.embed.dtype
         self.ops = backend_for(self.device, backend)

@@ -9,7 +9,7 @@ per-layer weights of a pre-norm decoder with rotary attention and a gated SiLU M
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -58,6 +58,32 @@ class Layout:
     @property
     def scale(self) -> float:
         return self.head_dim**-0.5
+
+    def cast(self, dtype: torch.dtype) -> Layout:
+        """The same model in another dtype (copies of the weights: a float32 model being
+        trained is evaluated as its bf16 save would be)."""
+
+        def c(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach().to(dtype).contiguous()
+
+        layers = tuple(
+            Layer(
+                **{
+                    f.name: tuple(c(t) for t in v) if isinstance(v, tuple) else c(v)
+                    for f, v in ((f, getattr(layer, f.name)) for f in fields(Layer))
+                }
+            )
+            for layer in self.layers
+        )
+        tied = self.head is self.embed
+        embed = c(self.embed)
+        return replace(
+            self,
+            embed=embed,
+            layers=layers,
+            final_norm=c(self.final_norm),
+            head=embed if tied else c(self.head),
+        )
 
 
 ArchitectureFn = Callable[[Any], Layout]

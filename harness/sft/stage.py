@@ -11,6 +11,7 @@ from ..errors import Contaminated
 from ..logs import LOG, say
 from ..models import ModelSpec, load, register
 from ..suites import Suite
+from .curve import CurvePlan
 from .data import load_many
 from .overlap import find_overlaps
 from .train import (
@@ -53,9 +54,17 @@ def run_sft(
     registry: Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = say,
+    curve: CurvePlan | None = None,
+    curve_name: str | None = None,
 ) -> dict[str, Any]:
+    """Check the data against the suites, train, save into `out`, register as `name`; with a
+    `curve`, evaluate during training, its points named `curve_name` (else `name`, else the
+    folder's) + @step-S."""
     check_one_gpu_per_process(device)
     data = load_many(data_spec)
+    if curve is not None:  # the evaluation suites are checked for training rows too
+        known = {s.name for s in suites}
+        suites = [*suites, *(s for s in curve.suites if s.name not in known)]
     overlaps = find_overlaps(data.user_prompts(), suites)
     if overlaps and not allow_overlap:
         raise Contaminated(
@@ -77,7 +86,17 @@ def run_sft(
         chosen |= set(overrides)
         preset += "+flags"
     settings = respect_choices(settings, chosen, log)
-    info = train(lm, data, out, settings, preset, progress=progress, log=log)
+    info = train(
+        lm,
+        data,
+        out,
+        settings,
+        preset,
+        progress=progress,
+        log=log,
+        curve=curve,
+        name=curve_name or name,
+    )
     if "rank" in info:  # not rank 0 of a multi-process run: rank 0 saves and registers
         return info
     info["overlaps_allowed"] = len(overlaps)

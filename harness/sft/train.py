@@ -30,6 +30,7 @@ from ..models import LoadedModel, attention_shape
 from ..yamlio import MarkedDict, load_yaml
 from . import varlen
 from .compiling import compile_layers
+from .curve import CurveCallback, CurvePlan
 from .data import SFTData
 from .memory import fit_to_card
 
@@ -76,6 +77,9 @@ class SFTSettings:
     # packed runs on CUDA: micro-batches that fit this share of the GPU's memory, the rest of the
     # step by gradient accumulation (harness/sft/memory.py; 0: batch_size as set)
     memory_fraction: float = 0.0
+    # where the Trainer's logs go (TrainingArguments.report_to): the loss, and the evaluation
+    # curve's eval/SUITE/accuracy, repetition_rate and no_stop_rate at each point
+    report_to: str = "none"
 
 
 # The tutorial's hyper-parameters, for real models.
@@ -215,6 +219,10 @@ def _choices(key: str) -> list[str] | None:
         from transformers.training_args import OptimizerNames
 
         return ["", *(o.value for o in OptimizerNames)]
+    if key == "report_to":
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        return ["none", "all", *INTEGRATION_TO_CALLBACK]
     if key == "lr_scheduler":
         from transformers import SchedulerType
 
@@ -414,7 +422,7 @@ def make_trainer(
         use_liger_kernel=settings.liger,
         **({"optim": settings.optimizer} if settings.optimizer else {}),
         use_cpu=not on_gpu,
-        report_to="none",
+        report_to=settings.report_to,
         disable_tqdm=not progress,
         dataloader_num_workers=settings.loader_workers,
         dataloader_persistent_workers=settings.loader_workers > 0,
@@ -475,8 +483,11 @@ def train(
     *,
     progress: bool = True,
     log: Callable[[str], None] = say,
+    curve: CurvePlan | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune, save model + tokenizer + generation config + sft.json into `out`."""
+    """Fine-tune, save model + tokenizer + generation config + sft.json into `out`; with a
+    `curve`, evaluate along the way into out/curve (and keep the best point in out/best)."""
     from transformers import GenerationConfig
 
     start = time.time()
@@ -495,6 +506,14 @@ def train(
     checkpoints = out / "checkpoints"
     attention = lm.model.config._attn_implementation  # training may swap it; restored to save
     trainer, route = make_trainer(lm, data, settings, checkpoints, progress=progress, log=log)
+    watcher = None
+    if curve is not None:
+        identity = f"{lm.fingerprint}:{data.hash}:{json.dumps(asdict(settings), sort_keys=True)}"
+        best = out / "best" if curve.keep else None
+        watcher = CurveCallback(
+            curve, lm, name or out.name, out / "curve", identity, best, attention, log
+        )
+        watcher.attach(trainer)
     resume = _last_checkpoint(checkpoints)
     if resume:
         log(f"resuming from {resume}")
@@ -541,6 +560,19 @@ def train(
         "seconds": round(time.time() - start, 1),
         "versions": {**versions(), "trl": _trl_version()},
     }
+    if watcher is not None:
+        info["curve"] = {
+            "folder": "curve",
+            "suites": [s.name for s in curve.suites],
+            "points": sorted(watcher.done),
+            "eval_seconds": round(watcher.seconds, 2),
+            # Trainer's runtime includes the evaluations: the share is over training alone
+            "eval_share_of_training": round(watcher.seconds / (runtime - watcher.seconds), 4)
+            if runtime > watcher.seconds
+            else None,
+        }
+        if watcher.best is not None:
+            info["kept"] = {**watcher.best, "folder": "best", "why": f"best:{curve.keep}"}
     (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(checkpoints, ignore_errors=True)
     return info
