@@ -105,11 +105,26 @@ def _random_state_kept() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
+def _reads_weights_only(model: Any) -> bool:
+    """The invariant decoder (CUDA, a supported architecture) never calls the model's modules;
+    the others do, with whatever attention training set."""
+    from ..invariant import Unsupported, layout_of
+
+    if next(model.parameters()).device.type != "cuda":
+        return False
+    try:
+        layout_of(model)
+    except Unsupported:
+        return False
+    return True
+
+
 @contextmanager
 def _attention(model: Any, implementation: str | None) -> Iterator[None]:
-    """The model's own attention while decoding (training may use a packed-rows kernel)."""
+    """The model's own attention while decoding (training may use a packed-rows kernel); left
+    alone where the decoder reads only weights, so compiled layers keep their graphs."""
     current = getattr(model.config, "_attn_implementation", None)
-    swap = implementation and current != implementation
+    swap = implementation and current != implementation and not _reads_weights_only(model)
     if swap:
         model.set_attn_implementation(implementation)
     try:
