@@ -159,6 +159,7 @@ class CurveCallback(TrainerCallback):
         self.best: dict[str, Any] | None = None
         self.trainer: Any = None  # set by `attach`: metrics go to the trainer's loggers
         self.seconds = 0.0
+        self.point_seconds: dict[int, float] = {}
 
     # ------------------------------------------------------------------ the Trainer's hooks
 
@@ -214,7 +215,8 @@ class CurveCallback(TrainerCallback):
                 log=self.log,
                 progress=False,
             )
-        self.seconds += time.perf_counter() - start
+        self.point_seconds[step] = round(time.perf_counter() - start, 2)
+        self.seconds += self.point_seconds[step]
         if summary is None:  # not rank 0: rank 0 logs and keeps
             return
         scores = summary["models"].get(name, {})

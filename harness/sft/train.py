@@ -566,6 +566,7 @@ def train(
             "suites": [s.name for s in curve.suites],
             "points": sorted(watcher.done),
             "eval_seconds": round(watcher.seconds, 2),
+            "seconds_per_point": watcher.point_seconds,
             # Trainer's runtime includes the evaluations: the share is over training alone
             "eval_share_of_training": round(watcher.seconds / (runtime - watcher.seconds), 4)
             if runtime > watcher.seconds
