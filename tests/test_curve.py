@@ -211,3 +211,19 @@ def test_checkpoints_on_disk_make_the_same_kind_of_run(random_model_dir, write, 
     assert curve.steps == [2, 10] and curve.point_loss == {2: 2.5, 10: 1.5}
     assert "During training: old-run" in (tmp_path / "r" / "report.html").read_text()
     assert run_cli(*run_args(suite, f"{runs}/nothing-*", tmp_path / "x")) == 2
+
+
+def test_the_pipeline_draws_the_curve_between_its_two_runs(random_model_dir, write, tmp_path):
+    data = write("d.jsonl", jsonl(chat_rows(40)))
+    config = write("c.yaml", "epochs: 1\nbatch_size: 8\n")
+    out = tmp_path / "pipe"
+    args = ["pipeline", "--base", str(random_model_dir), "--data", str(data), "--suite"]
+    args += [str(write("s.yaml", SUITE)), "--out", str(out), "--name", "tuned"]
+    args += ["--config", str(config), "--eval-points", "3", "--quiet"]
+    assert run_cli(*args) == 0
+    comparison = (out / "comparison.md").read_text()
+    assert "## During training" in comparison and "p vs 0" in comparison
+    points = json.loads((out / "model" / "sft.json").read_text())["curve"]["points"]
+    assert points == [0, 2, 5] and (out / "model" / "curve" / "report.html").is_file()
+    final = outputs(out / "run", "tuned")
+    assert outputs(out / "model" / "curve", "tuned@step-5") == final

@@ -100,6 +100,29 @@ def test_two_process_sft_trains_with_the_same_effective_batch(write, random_mode
     assert info["settings"]["grad_accum"] == 1 and info["final_loss"] is not None
 
 
+def test_two_process_sft_evaluates_its_curve_together(write, random_model_dir, tmp_path):
+    """Every rank evaluates at the same steps, each its share of the batches; rank 0 merges."""
+    data = write("d.jsonl", jsonl(chat_rows(64)))
+    suite = write(
+        "s.yaml",
+        "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n"
+        + "".join(
+            f"  - {{id: q{i}, prompt: 'What is {i} + 100?', answer: {i + 100}}}\n"
+            for i in range(17)
+        ),
+    )
+    config = write("c.yaml", "epochs: 1\nbatch_size: 4\nlogging_steps: 2\n")
+    out = tmp_path / "tuned"
+    args = ["--eval-suites", str(suite), "--eval-points", "3"]
+    torchrun(*sft_args(random_model_dir, data, out, config=config), *args)
+    info = json.loads((out / "sft.json").read_text())
+    assert info["curve"]["points"] == [0, 8, 16]  # the one-process batch of 4: 16 steps
+    samples = RunFolder(out / "curve").read_samples()
+    assert len(samples) == 3 * 17 and not list((out / "curve").glob("samples.rank*"))
+    run = json.loads((out / "curve" / "run.json").read_text())
+    assert run["models"][f"{out.name}@step-16"]["self_check"]["questions"] == 8
+
+
 def test_two_process_sync_free_sft_logs_what_trls_head_does(write, random_model_dir, tmp_path):
     """The sync-free head gathers its metrics and token counts across ranks as TRL's does."""
     data = write("d.jsonl", jsonl(chat_rows(96)))
