@@ -37,6 +37,16 @@ def _count(value: str) -> int:
     return _at_least(value, 0, "0 or a positive integer")
 
 
+def _fraction(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = -1.0
+    if not 0 < x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got '{value}'")
+    return x
+
+
 def _batch_size(value: str) -> int | None:
     return None if value == "auto" else _positive(value)
 
@@ -106,7 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.gate:
         print()
-        return _gate(args.gate, Path(out), args.rules, args.junit, None, None)
+        return _gate(
+            args.gate, Path(out), args.rules, args.junit, None, None, args.strict_power
+        )
     return 0
 
 
@@ -117,14 +129,18 @@ def _gate(
     junit: Path | None,
     candidate: str | None,
     baseline_model: str | None,
+    strict_power: bool = False,
 ) -> int:
+    from dataclasses import replace
+
     from .baseline import read_baseline
     from .gating import format_result, gate, load_rules, write_junit
 
+    rules = load_rules(rules_file)
     result = gate(
         read_baseline(Path(baseline_dir)),
         run_dir,
-        load_rules(rules_file),
+        replace(rules, strict_power=rules.strict_power or strict_power),
         candidate=candidate,
         baseline_model=baseline_model,
     )
@@ -143,7 +159,27 @@ def cmd_gate(args: argparse.Namespace) -> int:
         args.junit,
         args.candidate,
         args.baseline_model,
+        args.strict_power,
     )
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from .power import min_detectable_drop, questions_needed
+
+    if (args.n is None) == (args.drop is None):
+        raise InputError("give --n (the drop n questions detect) or --drop (questions it needs)")
+    what = f"{100 * args.discordant:.0f}% of questions flipping, alpha {args.alpha}"
+    if args.drop is not None:
+        n = questions_needed(args.drop, args.discordant, args.alpha)
+        print(f"{n} questions detect a drop of {100 * args.drop:.0f} points ({what}, 80% power)")
+        return 0
+    drop = min_detectable_drop(args.n, args.discordant, args.alpha)
+    if drop is None:
+        print(f"n={args.n}: too few questions to detect any drop ({what})")
+    else:
+        print(f"n={args.n}: detects a drop of {100 * drop:.1f} points or more ({what}, 80% power)")
+    print("(exact: McNemar's two-sided exact test, the gate's, summed over the flips)")
+    return 0
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -502,6 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--rules", type=Path, help="gate rules YAML (with --gate)")
     run.add_argument("--junit", type=Path, help="write the gate's JUnit XML here (with --gate)")
+    run.add_argument(
+        "--strict-power",
+        action="store_true",
+        help="with --gate: fail where a suite is too small to detect its max_accuracy_drop",
+    )
     run.set_defaults(func=cmd_run)
 
     suites = sub.add_parser("suites", help="list the suites with question counts")
@@ -532,6 +573,20 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model-b", help="model of RUN_B (default: --model-a)")
     compare.set_defaults(func=cmd_compare)
 
+    power = sub.add_parser(
+        "power", help="how large a drop n questions detect, or how many questions a drop needs"
+    )
+    power.add_argument("--n", type=_positive, default=None, help="questions in the suite")
+    power.add_argument(
+        "--discordant",
+        type=_fraction,
+        default=0.2,
+        help="expected share of questions whose verdict flips either way (default 0.2)",
+    )
+    power.add_argument("--alpha", type=_fraction, default=0.05, help="the gate's alpha")
+    power.add_argument("--drop", type=_fraction, help="a drop to detect: answers with the n")
+    power.set_defaults(func=cmd_power)
+
     base_cmd = sub.add_parser("baseline", help="write a baseline to commit, from a run folder")
     base_cmd.add_argument("run_dir", metavar="RUN_DIR")
     base_cmd.add_argument("--out", default="reports/baseline")
@@ -544,6 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
     gate_cmd.add_argument("--junit", type=Path, help="write JUnit XML here")
     gate_cmd.add_argument("--candidate", help="model of the run to gate")
     gate_cmd.add_argument("--baseline-model", help="model of the baseline to gate it against")
+    gate_cmd.add_argument(
+        "--strict-power",
+        action="store_true",
+        help="fail where a suite is too small to detect the rule's max_accuracy_drop",
+    )
     gate_cmd.set_defaults(func=cmd_gate)
 
     score = sub.add_parser("score", help="re-score a run folder without generating")

@@ -39,6 +39,15 @@ class Paired:
     def difference(self) -> float:
         return self.accuracy_b - self.accuracy_a
 
+    def detectable_drop(self, alpha: float = 0.05) -> float | None:
+        """The smallest drop this comparison detects with 80% power, at its observed share of
+        flipping questions (harness/power.py); None when it can detect none."""
+        from .power import min_detectable_drop
+
+        return min_detectable_drop(
+            self.n, (self.fixed + self.broken) / self.n if self.n else 0, alpha
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "difference": self.difference, "ci95": list(self.ci95)}
 

@@ -34,6 +34,7 @@ class SuiteRules:
 class Rules:
     alpha: float = 0.05
     models: tuple[str, ...] | None = None  # candidates the gate applies to (None: all)
+    strict_power: bool = False  # a suite too small for its max_accuracy_drop fails the gate
     defaults: SuiteRules = SuiteRules()
     suites: dict[str, SuiteRules] = field(default_factory=dict)
 
@@ -96,11 +97,11 @@ def load_rules(path: Path | None) -> Rules:
         )
     problems: list[Problem] = []
     for key in data:
-        if key not in ("alpha", "models", "defaults", "suites"):
+        if key not in ("alpha", "models", "strict_power", "defaults", "suites"):
             problems.append(
                 Problem(
                     file,
-                    "unknown key (known: alpha, models, defaults, suites)",
+                    "unknown key (known: alpha, models, strict_power, defaults, suites)",
                     data.line_of(key),
                     str(key),
                 )
@@ -127,6 +128,16 @@ def load_rules(path: Path | None) -> Rules:
                 "models",
             )
         )
+    strict = data.get("strict_power", False)
+    if not isinstance(strict, bool):
+        problems.append(
+            Problem(
+                file,
+                f"expected true or false, got {strict!r}",
+                data.line_of("strict_power"),
+                "strict_power",
+            )
+        )
     defaults = _suite_rules(data.get("defaults", {}), SuiteRules(), "defaults", file, problems)
     suites = {}
     raw_suites = data.get("suites", {})
@@ -144,6 +155,7 @@ def load_rules(path: Path | None) -> Rules:
     return Rules(
         alpha=float(alpha),
         models=tuple(models) if models else None,
+        strict_power=bool(strict),
         defaults=defaults,
         suites=suites,
     )
@@ -161,12 +173,14 @@ class Check:
     passed: bool
     detail: str = ""  # the evidence: difference, interval, p-value
     broken: tuple[str, ...] = ()  # question ids right in the baseline, wrong now
+    detectable: float | None = None  # the smallest drop the suite detects (80% power)
 
 
 @dataclass
 class GateResult:
     checks: list[Check]
     notes: list[str]
+    warnings: list[str] = field(default_factory=list)  # rules a suite is too small to enforce
 
     @property
     def passed(self) -> bool:
@@ -258,6 +272,7 @@ def gate(
             f"baseline ({', '.join(baseline['suites'])})"
         )
     checks: list[Check] = []
+    warnings: list[str] = []
     for cand, base_name in _pairs(
         run_models, list(baseline["models"]), rules, candidate, baseline_model
     ):
@@ -275,10 +290,17 @@ def gate(
                 continue
             checks.extend(
                 _suite_checks(
-                    cand, base_name, suite, b_model["questions"][suite], cur_q[suite], rules, notes
+                    cand,
+                    base_name,
+                    suite,
+                    b_model["questions"][suite],
+                    cur_q[suite],
+                    rules,
+                    notes,
+                    warnings,
                 )
             )
-    return GateResult(checks, notes)
+    return GateResult(checks, notes, warnings)
 
 
 def _suite_checks(
@@ -289,6 +311,7 @@ def _suite_checks(
     cur: dict[str, dict[str, bool]],
     rules: Rules,
     notes: list[str],
+    warnings: list[str],
 ) -> list[Check]:
     r = rules.for_suite(suite)
     keys = sorted(set(base) & set(cur))
@@ -304,10 +327,21 @@ def _suite_checks(
     drop = -p.difference
     significant = p.p_value < rules.alpha and p.difference < 0
     broken = tuple(k for k in keys if base[k]["correct"] and not cur[k]["correct"])
+    detectable = p.detectable_drop(rules.alpha)
+    shown = "none" if detectable is None else f"{100 * detectable:.0f}+ pts"
     evidence = (
         f"{100 * p.difference:+.1f} pts [{100 * p.ci95[0]:+.1f}, {100 * p.ci95[1]:+.1f}], "
-        f"fixed {p.fixed}, broken {p.broken}, McNemar p={p.p_value:.3g}"
+        f"fixed {p.fixed}, broken {p.broken}, McNemar p={p.p_value:.3g}; detects drops of {shown}"
     )
+    underpowered = detectable is None or detectable > r.max_accuracy_drop
+    if underpowered:
+        flipping = 100 * (p.fixed + p.broken) / p.n if p.n else 0.0
+        warnings.append(
+            f"{cand}/{suite}: n={p.n}, {flipping:.0f}% of questions flipping: the paired test "
+            f"detects only drops of {shown} (80% power, exact McNemar, alpha {rules.alpha}), "
+            f"more than the rule's max_accuracy_drop of {100 * r.max_accuracy_drop:.0f} pts; "
+            "smaller regressions pass unseen (add questions: harness power)"
+        )
     out.append(
         Check(
             cand,
@@ -320,8 +354,25 @@ def _suite_checks(
             not (significant and drop > r.max_accuracy_drop),
             evidence,
             broken,
+            detectable,
         )
     )
+    if rules.strict_power:
+        out.append(
+            Check(
+                cand,
+                base_name,
+                suite,
+                "power",
+                None,
+                p.accuracy_b,
+                f"detects drops of {100 * r.max_accuracy_drop:.0f} pts (strict power)",
+                not underpowered,
+                f"detects drops of {shown} with n={p.n}",
+                (),
+                detectable,
+            )
+        )
     if r.min_accuracy is not None:
         acc = sum(v["correct"] for v in cur.values()) / len(cur)
         out.append(
@@ -382,6 +433,7 @@ def format_result(result: GateResult) -> str:
     )
     lines = [table, ""]
     lines += [f"note: {n}" for n in result.notes]
+    lines += [f"warning: {w}" for w in result.warnings]
     failed = [c for c in result.checks if not c.passed]
     if failed:
         lines.append(f"GATE FAILED: {len(failed)} check(s) regressed:")

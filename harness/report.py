@@ -123,9 +123,11 @@ def context(folder: RunFolder) -> dict[str, Any]:
         questions.append(row)
     dtypes = {m: run.get("models", {}).get(m, {}).get("dtype", "") for m in models}
     close = fragile(records, dtypes)
+    headline = [(curve.models[0], curve.models[-1])] if curve else pairs
     return {
         "run": run,
         "path": str(folder.path),
+        "answer": [_answer(p) for a, b in headline for p in paired(records, a, b)],
         "self_checks": _self_checks(run, models),
         "fragile": {
             "rows": close[:FRAGILE_ROWS],
@@ -167,6 +169,28 @@ def context(folder: RunFolder) -> dict[str, Any]:
             "md": curve_table(curve),
         },
     }
+
+
+def _answer(p: Any, alpha: float = 0.05) -> dict[str, Any]:
+    """One line of the report's first screen: what changed on a suite, whether it is more than
+    noise, and how large a drop the suite could have caught."""
+    drop = p.detectable_drop(alpha)
+    significant = p.p_value < alpha
+    verdict = (
+        ("significant" if p.difference > 0 else "a significant drop")
+        if significant
+        else "not significant"
+    )
+    reach = (
+        "too few questions to detect any drop"
+        if drop is None
+        else f"this suite detects drops of {100 * drop:.0f}+ pts"
+    )
+    p_text = "p < 1e-20" if p.p_value < 1e-20 else f"p = {p.p_value:.2g}"
+    text = f"{p.suite}: {p.a} → {p.b} {100 * p.difference:+.1f} pts, {p_text}, {verdict}"
+    if not significant or p.difference < 0:
+        text += f"; {reach}"
+    return {"suite": p.suite, "text": text, "significant": significant, "better": p.difference > 0}
 
 
 def _self_checks(run: dict[str, Any], models: list[str]) -> dict[str, Any]:

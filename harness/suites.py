@@ -134,6 +134,9 @@ def _scorer_specs(
                 want = type_name(info.params[key][0])
                 chk.add(kline, f"{here}.{key}", f"expected {want}, got {value!r}")
                 ok = False
+            elif key in info.ranges and (problem := info.ranges[key].problem(value)):
+                chk.add(kline, f"{here}.{key}", problem)
+                ok = False
         for key, (_, default) in info.params.items():
             if default is REQUIRED and key not in params:
                 chk.add(pline, f"{here}.{key}", f"scorer '{name}' needs option '{key}'")

@@ -70,6 +70,10 @@ def tag_table(summary: dict[str, Any], fmt: str = "simple") -> str:
     )
 
 
+def _detectable(drop: float | None) -> str:
+    return "none (too few)" if drop is None else f">= {100 * drop:.0f} pts"
+
+
 def paired_table(rows: list, fmt: str = "simple") -> str:
     """Rows of compare.Paired: accuracy a -> b, the change with its paired-bootstrap interval,
     the flips, and McNemar's exact p."""
@@ -85,6 +89,7 @@ def paired_table(rows: list, fmt: str = "simple") -> str:
             p.both_right,
             p.both_wrong,
             f"{p.p_value:.3g}",
+            _detectable(p.detectable_drop()),
         ]
         for p in rows
     ]
@@ -99,5 +104,6 @@ def paired_table(rows: list, fmt: str = "simple") -> str:
         "both right",
         "both wrong",
         "McNemar p",
+        "detects drops of",
     ]
     return tabulate(body, headers=headers, tablefmt=fmt)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from .registry import Candidate, Score, scorer
+from .registry import Candidate, Range, Score, scorer
 
 # A number, with thousands separators and decimals; a leading minus counts only where it cannot
 # be a subtraction sign ("23-5" is 23 and 5, "= -5" is minus five).
@@ -38,7 +38,7 @@ def exact(c: Candidate, *, case_sensitive: bool = False) -> Score:
 def numeric(
     c: Candidate,
     *,
-    tolerance: float = 0.0,
+    tolerance: Annotated[float, Range(0)] = 0.0,
     take: Literal["last", "first"] = "last",
     require_stop: bool = False,
 ) -> Score:
@@ -116,14 +116,14 @@ def choice(c: Candidate, *, choices: list[str], case_sensitive: bool = False) ->
 
 
 @scorer("max_words")
-def max_words(c: Candidate, *, limit: int) -> Score:
+def max_words(c: Candidate, *, limit: Annotated[int, Range(1)]) -> Score:
     """The answer has at most `limit` words."""
     n = len(c.output.split())
     return Score(n <= limit, float(n <= limit), {"words": n})
 
 
 @scorer("max_sentences")
-def max_sentences(c: Candidate, *, limit: int) -> Score:
+def max_sentences(c: Candidate, *, limit: Annotated[int, Range(1)]) -> Score:
     """The answer has at most `limit` sentences (ends of . ! ?; an unfinished tail counts)."""
     text = c.output.strip()
     n = len(_SENTENCE_END.findall(text))
@@ -140,7 +140,7 @@ def stops(c: Candidate) -> Score:
 
 
 @scorer("no_repetition")
-def no_repetition(c: Candidate, *, max_seq_rep: float = 0.5) -> Score:
+def no_repetition(c: Candidate, *, max_seq_rep: Annotated[float, Range(0, 1)] = 0.5) -> Score:
     """No tail loop, and seq-rep-4 below `max_seq_rep`."""
     rep = c.repetition
     ok = rep.tail_loop is None and rep.seq_rep_4 < max_seq_rep

@@ -20,6 +20,26 @@ REQUIRED = object()
 
 
 @dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric option, given as `Annotated[float, Range(0)]` in a scorer's
+    signature; the suite validator refuses values outside them."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            if self.high is None:
+                return f"expected a number >= {self.low}, got {value!r}"
+            if self.low is None:
+                return f"expected a number <= {self.high}, got {value!r}"
+            return f"expected a number from {self.low} to {self.high}, got {value!r}"
+        return None
+
+
+@dataclass(frozen=True)
 class Candidate:
     """What a scorer sees of one sample."""
 
@@ -52,6 +72,7 @@ class ScorerInfo:
     name: str
     fn: Callable[..., Score]
     params: dict[str, tuple[Any, Any]]  # name -> (type, default or REQUIRED)
+    ranges: dict[str, Range]  # name -> the bounds of a numeric option
     needs_answer: bool
     answer_type: Any
     doc: str
@@ -69,14 +90,20 @@ def scorer(
     """Register `fn(candidate, *, option=default, ...) -> Score` under `name`."""
 
     def register(fn: Callable[..., Score]) -> Callable[..., Score]:
-        hints = typing.get_type_hints(fn)
-        params = {
-            p.name: (hints.get(p.name, Any), REQUIRED if p.default is p.empty else p.default)
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind is p.KEYWORD_ONLY
-        }
+        hints = typing.get_type_hints(fn, include_extras=True)
+        params, ranges = {}, {}
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind is not p.KEYWORD_ONLY:
+                continue
+            hint = hints.get(p.name, Any)
+            if typing.get_origin(hint) is typing.Annotated:
+                hint, *extras = typing.get_args(hint)
+                bounds = [e for e in extras if isinstance(e, Range)]
+                if bounds:
+                    ranges[p.name] = bounds[0]
+            params[p.name] = (hint, REQUIRED if p.default is p.empty else p.default)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        SCORERS[name] = ScorerInfo(name, fn, params, needs_answer, answer_type, doc)
+        SCORERS[name] = ScorerInfo(name, fn, params, ranges, needs_answer, answer_type, doc)
         return fn
 
     return register
