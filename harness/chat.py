@@ -8,6 +8,7 @@ config's eos ids and the template's own turn-end token.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,15 +47,24 @@ class ChatFormat:
         }
 
 
-def messages_for(prompt: str, system: str | None = None) -> list[dict[str, str]]:
+def messages_for(
+    prompt: str, system: str | None = None, history: Sequence[tuple[str, str]] = ()
+) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system}] if system else []
+    messages += [{"role": role, "content": content} for role, content in history]
     return messages + [{"role": "user", "content": prompt}]
 
 
-def render(tokenizer: Any, prompt: str, system: str | None = None) -> str:
-    """The prompt as the model sees it: chat template, generation prompt, thinking off."""
+def render(
+    tokenizer: Any,
+    prompt: str,
+    system: str | None = None,
+    history: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The prompt as the model sees it: chat template (earlier turns first), generation prompt,
+    thinking off."""
     return tokenizer.apply_chat_template(
-        messages_for(prompt, system),
+        messages_for(prompt, system, history),
         tokenize=False,
         add_generation_prompt=True,
         enable_thinking=False,

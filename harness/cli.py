@@ -116,9 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.gate:
         print()
-        return _gate(
-            args.gate, Path(out), args.rules, args.junit, None, None, args.strict_power
-        )
+        return _gate(args.gate, Path(out), args.rules, args.junit, None, None, args.strict_power)
     return 0
 
 

@@ -70,6 +70,7 @@ def make_record(model: str, suite: Suite, q: Question, prompt: str, gen: Generat
         id=q.id,
         question=q.prompt,
         system=q.system,
+        history=q.history,
         prompt=prompt,
         answer=q.answer,
         tags=q.tags,
@@ -260,7 +261,7 @@ def _run_suite(
     world = world or World()
     questions = suite.questions[: settings.limit] if settings.limit else suite.questions
     by_id = {q.id: q for q in questions}
-    prompts = {q.id: render(lm.tokenizer, q.prompt, q.system) for q in questions}
+    prompts = {q.id: render(lm.tokenizer, q.prompt, q.system, q.history) for q in questions}
     requests = [
         Request(q.id, prompts[q.id], settings.max_new_tokens or q.max_new_tokens) for q in questions
     ]

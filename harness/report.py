@@ -98,6 +98,7 @@ def context(folder: RunFolder) -> dict[str, Any]:
                 "suite": r.suite,
                 "id": r.id,
                 "question": r.question,
+                "history": r.history,
                 "answer": r.answer,
                 "tags": list(r.tags),
                 "cells": {},

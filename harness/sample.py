@@ -19,6 +19,7 @@ class Sample:
     id: str
     question: str = ""
     system: str | None = None
+    history: tuple[tuple[str, str], ...] = ()  # earlier turns of a multi-turn question
     prompt: str = ""  # as rendered through the chat template
     answer: Any = None
     tags: tuple[str, ...] = ()
@@ -63,6 +64,7 @@ class Sample:
         values = {k: v for k, v in record.items() if k in known}
         values["tags"] = tuple(values.get("tags") or ())
         values["scorer"] = tuple(values.get("scorer") or ())
+        values["history"] = tuple(tuple(turn) for turn in values.get("history") or ())
         values["correct"] = bool(values.get("correct", False))
         for name in ("system", "answer", "detail", "error", "min_margin"):  # a DataFrame's NaN
             if isinstance(values.get(name), float) and values[name] != values[name]:
@@ -73,6 +75,7 @@ class Sample:
         """The samples.jsonl line (lists where JSON has lists)."""
         out = asdict(self)
         out["tags"], out["scorer"] = list(self.tags), list(self.scorer)
+        out["history"] = [list(turn) for turn in self.history]
         return out
 
 

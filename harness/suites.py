@@ -12,12 +12,24 @@ from .errors import InputError, Problem, hint
 from .paths import display_path, suites_dirs
 from .scoring import SCORERS, ScorerSpec
 from .scoring.registry import REQUIRED, matches_type, type_name
+from .suite_sources import read_source
 from .yamlio import MarkedDict, MarkedList, load_yaml, marked
 
 DEFAULT_MAX_NEW_TOKENS = 64
-SUITE_KEYS = {"name", "description", "system", "defaults", "questions"}
+SUITE_KEYS = {"name", "description", "system", "defaults", "questions", "source"}
 DEFAULT_KEYS = {"max_new_tokens", "scorer", "tags"}
-QUESTION_KEYS = {"id", "prompt", "answer", "scorer", "tags", "max_new_tokens", "system", "notes"}
+QUESTION_KEYS = {
+    "id",
+    "prompt",
+    "messages",
+    "answer",
+    "scorer",
+    "tags",
+    "max_new_tokens",
+    "system",
+    "notes",
+}
+ROLES = ("user", "assistant")
 
 
 @dataclass(frozen=True)
@@ -29,10 +41,12 @@ class Question:
     tags: tuple[str, ...]
     max_new_tokens: int
     system: str | None
+    # earlier turns of a multi-turn question, (role, content), before the final user `prompt`
+    history: tuple[tuple[str, str], ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """What decides the question's outcome; tags and notes are left out of the suite hash."""
-        return {
+        out = {
             "id": self.id,
             "prompt": self.prompt,
             "answer": self.answer,
@@ -40,6 +54,11 @@ class Question:
             "max_new_tokens": self.max_new_tokens,
             "system": self.system,
         }
+        return {**out, "history": [list(t) for t in self.history]} if self.history else out
+
+    def user_turns(self) -> list[str]:
+        """Every user message the model sees (the contamination check compares them all)."""
+        return [c for r, c in self.history if r == "user"] + [self.prompt]
 
 
 @dataclass(frozen=True)
@@ -173,14 +192,28 @@ def _question(
         chk.add(raw.line, f"{where}.id", "missing; every question needs a unique id")
     elif not isinstance(qid, str | int) or isinstance(qid, bool) or str(qid).strip() == "":
         chk.add(raw.line_of("id"), f"{where}.id", f"expected a non-empty string, got {qid!r}")
-    prompt = raw.get("prompt")
-    if prompt is None:
-        chk.add(raw.line, f"{where}.prompt", "missing; the question the model is asked")
-    elif not isinstance(prompt, str) or not prompt.strip():
-        chk.add(
-            raw.line_of("prompt"), f"{where}.prompt", f"expected a non-empty string, got {prompt!r}"
-        )
+    history: tuple[tuple[str, str], ...] = ()
     system = raw.get("system", defaults.get("system"))
+    if "messages" in raw:
+        if "prompt" in raw:
+            chk.add(
+                raw.line_of("messages"), f"{where}.messages", "give prompt or messages, not both"
+            )
+        history, prompt, own_system = _messages(chk, raw["messages"], raw, where)
+        if own_system is not None:
+            if "system" in raw:
+                chk.add(raw.line_of("system"), f"{where}.system", "also given in messages")
+            system = own_system
+    else:
+        prompt = raw.get("prompt")
+        if prompt is None:
+            chk.add(raw.line, f"{where}.prompt", "missing; the question the model is asked")
+        elif not isinstance(prompt, str) or not prompt.strip():
+            chk.add(
+                raw.line_of("prompt"),
+                f"{where}.prompt",
+                f"expected a non-empty string, got {prompt!r}",
+            )
     if system is not None and not isinstance(system, str):
         chk.add(raw.line_of("system"), f"{where}.system", f"expected a string, got {system!r}")
     max_new = defaults["max_new_tokens"]
@@ -223,7 +256,40 @@ def _question(
             )
     if len(chk.problems) > n_before:
         return None
-    return Question(str(qid), prompt, answer, specs, tags, max_new, system)
+    return Question(str(qid), prompt, answer, specs, tags, max_new, system, history)
+
+
+def _messages(
+    chk: _Checker, raw: Any, question: MarkedDict, where: str
+) -> tuple[tuple[tuple[str, str], ...], str | None, str | None]:
+    """A conversation ending with the user's question: (earlier turns, that question, a leading
+    system message or None)."""
+    here, line = f"{where}.messages", question.line_of("messages")
+    if not isinstance(raw, list) or not raw:
+        chk.add(line, here, "expected a non-empty list of {role, content} turns")
+        return (), None, None
+    turns: list[tuple[str, str]] = []
+    system = None
+    for i, turn in enumerate(raw):
+        at = raw.line_of(i) if isinstance(raw, MarkedList) else line
+        ok = isinstance(turn, dict) and isinstance(turn.get("content"), str) and turn["content"]
+        role = turn.get("role") if isinstance(turn, dict) else None
+        if not ok or (role not in ROLES and not (role == "system" and i == 0)):
+            chk.add(
+                at,
+                f"{here}[{i}]",
+                "expected {role: user|assistant, content: text} (system only first), "
+                f"got {turn!r}",
+            )
+            return (), None, None
+        if role == "system":
+            system = turn["content"]
+        else:
+            turns.append((role, turn["content"]))
+    if not turns or turns[-1][0] != "user":
+        chk.add(line, here, "the last turn must be the user's question")
+        return (), None, None
+    return tuple(turns[:-1]), turns[-1][1], system
 
 
 def parse_suite(data: Any, file: str) -> Suite:
@@ -271,24 +337,38 @@ def parse_suite(data: Any, file: str) -> Suite:
             )
     raw_questions = data.get("questions")
     questions: list[Question] = []
-    if raw_questions is None:
-        chk.add(data.line, "questions", "missing; a suite needs a list of questions")
-    elif not isinstance(raw_questions, MarkedList) or not raw_questions:
+    listed: list[tuple[Any, int | None, str]] = []
+    if "source" in data:
+        if not isinstance(data["source"], dict):
+            chk.add(data.line_of("source"), "source", "expected a mapping (path, prompt, ...)")
+        else:
+            rows = read_source(data["source"], Path(file).parent, file, chk.problems)
+            listed += [(marked(q), None, where) for where, q in rows]
+    if raw_questions is None and "source" not in data:
+        chk.add(data.line, "questions", "missing; a suite needs a list of questions (or a source)")
+    elif raw_questions is not None and (
+        not isinstance(raw_questions, MarkedList) or not raw_questions
+    ):
         chk.add(data.line_of("questions"), "questions", "expected a non-empty list of questions")
-    else:
-        seen: dict[str, int | None] = {}
-        for i, raw in enumerate(raw_questions):
-            q = _question(chk, raw, raw_questions.line_of(i), f"questions[{i}]", defaults)
+    elif raw_questions is not None:
+        listed = [
+            (raw, raw_questions.line_of(i), f"questions[{i}]")
+            for i, raw in enumerate(raw_questions)
+        ] + listed
+    if listed:
+        seen: dict[str, str | None] = {}
+        for raw, line, here in listed:
+            q = _question(chk, raw, line, here, defaults)
             qid = raw.get("id") if isinstance(raw, dict) else None
             if isinstance(qid, str | int) and not isinstance(qid, bool):
                 if str(qid) in seen:
                     chk.add(
                         raw.line_of("id"),
-                        f"questions[{i}].id",
-                        f"duplicate id '{qid}' (first used on line {seen[str(qid)]})",
+                        f"{here}.id",
+                        f"duplicate id '{qid}' (first used {seen[str(qid)] or 'earlier'})",
                     )
                     continue
-                seen[str(qid)] = raw.line_of("id")
+                seen[str(qid)] = raw.line_of("id") and f"on line {raw.line_of('id')}"
             if q is not None:
                 questions.append(q)
     if chk.problems:

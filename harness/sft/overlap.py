@@ -58,14 +58,15 @@ def find_overlaps(messages: list[tuple[str, str]], suites: list[Suite]) -> list[
     for suite in suites:
         for q in suite.questions:
             ref = (suite.name, q.id)
-            exact.setdefault(normalise(q.prompt), []).append(ref)
-            if (key := expression_key(q.prompt)) is not None:
-                expr.setdefault(key, []).append(ref)
-            seq = [u.casefold() for u in units(q.prompt)]
-            for g in _ngrams(seq):
-                grams.setdefault(g, []).append(ref)
-            if len(seq) >= MIN_CONTAINED_UNITS:
-                contained.append((" " + " ".join(seq) + " ", *ref))
+            for turn in q.user_turns():  # a multi-turn question's earlier user turns count too
+                exact.setdefault(normalise(turn), []).append(ref)
+                if (key := expression_key(turn)) is not None:
+                    expr.setdefault(key, []).append(ref)
+                seq = [u.casefold() for u in units(turn)]
+                for g in _ngrams(seq):
+                    grams.setdefault(g, []).append(ref)
+                if len(seq) >= MIN_CONTAINED_UNITS:
+                    contained.append((" " + " ".join(seq) + " ", *ref))
     found: dict[tuple[str, str, str], Overlap] = {}
 
     def hit(row: str, ref: tuple[str, str], kind: str, text: str) -> None:
