@@ -66,11 +66,11 @@ def test_same_model_passes_and_base_against_sft_fails(shipped_run, capsys):
     )
     out = capsys.readouterr().out
     assert "GATE FAILED" in out
-    assert "base / math: max_accuracy_drop: accuracy 60.3% -> 0.0% (60.3 pts drop" in out
+    assert "base / math: max_accuracy_drop: accuracy 23.5% -> 0.0% (23.5 pts drop" in out
     assert "base / repetition: max_accuracy_drop" in out
 
 
-def test_one_question_of_126_is_noise(shipped_run, tmp_path):
+def test_one_question_of_324_is_noise(shipped_run, tmp_path):
     run, baseline = shipped_run
     candidate = mutated(run, tmp_path, break_one)
     result = gate(read_baseline(baseline), candidate, load_rules(None))
@@ -95,7 +95,7 @@ def test_significant_drop_fails_unless_allowed(shipped_run, tmp_path, write):
 
 def test_min_accuracy_rule(shipped_run, write):
     run, baseline = shipped_run
-    ok = write("ok.yaml", "models: [sft]\nsuites:\n  math: {min_accuracy: 0.5}\n")
+    ok = write("ok.yaml", "models: [sft]\nsuites:\n  math: {min_accuracy: 0.2}\n")
     high = write("high.yaml", "models: [sft]\nsuites:\n  math: {min_accuracy: 0.9}\n")
     assert gate(read_baseline(baseline), run, load_rules(ok)).passed
     result = gate(read_baseline(baseline), run, load_rules(high))
@@ -116,7 +116,7 @@ def test_repetition_and_no_stop_rules(shipped_run, tmp_path):
 
     for change, rule in ((loop, "max_repetition_rise"), (never_stop, "max_no_stop_rise")):
         shutil.rmtree(tmp_path / "mutated", ignore_errors=True)
-        candidate = mutated(run, tmp_path, change, count=10)  # +7.9 points
+        candidate = mutated(run, tmp_path, change, count=20)  # +6.2 points of 324
         result = gate(read_baseline(baseline), candidate, load_rules(None))
         assert [(c.suite, c.rule) for c in result.checks if not c.passed] == [("math", rule)]
 

@@ -8,6 +8,7 @@ import pytest
 
 from harness.power import min_detectable_drop, power, questions_needed
 from harness.stats import mcnemar_exact
+from harness.suites import load_suites
 
 from .conftest import PROJECT, run_args, run_cli
 
@@ -57,8 +58,12 @@ def test_the_gate_says_what_each_suite_can_detect(tmp_path, capsys):
     gate = ["gate", "--baseline", str(PROJECT / "reports/baseline"), str(out)]
     assert run_cli(*gate) == 0
     text = capsys.readouterr().out
-    assert "detects drops of 27+ pts" in text and "detects drops of 6+ pts" in text
-    assert "warning: sft/general: n=28" in text and "gate passed" in text
+    for suite in load_suites("general,math"):  # the same weights: no question flips
+        drop = min_detectable_drop(len(suite.questions), 0.0)
+        assert f"detects drops of {100 * drop:.0f}+ pts" in text, suite.name
+    n = len(load_suites("general")[0].questions)
+    assert f"warning: sft/general: n={n}, 0% of questions flipping" in text
+    assert "gate passed" in text
     assert run_cli(*gate, "--strict-power", "--junit", str(tmp_path / "j.xml")) == 1
     text = capsys.readouterr().out
     assert "sft / general: power:" in text and "GATE FAILED" in text
@@ -75,7 +80,7 @@ def test_the_report_opens_with_the_answer(tmp_path):
     answer = html.index('<h2 id="answer">The answer</h2>')
     assert answer < html.index("<h2>Scores</h2>") < html.index("<h2>Run</h2>")
     first = html[answer : html.index("</ul>", answer)]
-    assert "math: base → sft +60.3 pts, p &lt; 1e-20, significant" in first
-    assert "general: base → sft -14.3 pts, p = 0.22, not significant; this suite detects" in first
+    assert "math: base → sft +23.5 pts, p &lt; 1e-20, significant" in first
+    assert "general: base → sft -1.7 pts, p = 0.22, not significant; this suite detects" in first
     md = (out / "report.md").read_text()
-    assert md.index("- math: base → sft +60.3 pts") < md.index("| model")
+    assert md.index("- math: base → sft +23.5 pts") < md.index("| model")
