@@ -56,16 +56,15 @@ def settings_for(name: str, tiny: bool):
     tutorial = replace(TUTORIAL, activation_checkpointing=True)
     table = {
         "tutorial": tutorial,
-        # decoder layers compiled, no Liger (session 3); a step that never waits for the GPU and
-        # 2 loader workers (session 4)
+        # decoder layers compiled, no Liger; a step that never waits for the GPU and 2 loader
+        # workers
         "harness": FAST,
         "harness-inline-loader": replace(FAST, loader_workers=0),  # collated between steps
         # TRL's loss head and Trainer's per-step checks, which wait for the GPU, batches collated
-        # between steps: the default of session 3, before harness/sft/syncfree.py
+        # between steps (the step without harness/sft/syncfree.py)
         "harness-syncs": replace(FAST, sync_free=False, loader_workers=0),
         "harness-syncs+workers": replace(FAST, sync_free=False),
-        # the default of session 2: Liger's kernels, 16k-token steps ("harness+liger" in the
-        # JSON of 2026-11-28, session 2)
+        # Liger's kernels, 16k-token steps ("harness+liger" in the JSON of 2026-11-28)
         "harness-liger-batch2": replace(FAST, compile=False, liger=True, batch_size=2),
         "harness-liger": replace(FAST, compile=False, liger=True),
         "harness-eager": replace(FAST, compile=False),  # PyTorch's own kernels, uncompiled
@@ -75,8 +74,8 @@ def settings_for(name: str, tiny: bool):
         "harness-batch8": replace(FAST, batch_size=8),
         # grouped-query heads repeated before the Flash kernel, as before native GQA (set below)
         "harness-repeat-kv": FAST,
-        # a graph break around the attention kernel in each compiled layer: session 4's default
-        # (set below, as for the two session-3 rows above)
+        # a graph break around the attention kernel in each compiled layer (set below, as for
+        # the repeat-kv row above)
         "harness-attn-graph-break": FAST,
         "harness-flex": replace(FAST, attention="flex_attention"),
         "harness-ckpt": replace(FAST, activation_checkpointing=True),

@@ -32,7 +32,7 @@ def test_the_estimate_matches_the_measured_peaks():
     states = 36.58 * GB - 16_302 * measured
     assert bytes_per_token(QWEN3, "compiled") * 32_117 + states > 52.94 * GB
     assert bytes_per_token(QWEN3, "eager") * 32_551 + states > 84.89 * GB
-    # the sync-free head's tiles on top: 60.75 GB at 32,173 tokens (session 4)
+    # the sync-free head's tiles on top: 60.75 GB at 32,173 tokens (benchmarks/RESULTS.md)
     head = head_bytes(QWEN3, FAST)
     assert FAST.sync_free and 5 * GB < head < 12 * GB
     assert bytes_per_token(QWEN3, "compiled") * 32_173 + states + head > 60.75 * GB

@@ -9,7 +9,7 @@ the metrics are the same for every model whatever its tokenizer, and "1+1=2" is 
 - tail loop (after Holtzman et al. 2019's degeneration examples): the output *ends* in a span of
   p units repeated back to back r times (a cut-off last copy counts as the fraction it has).
   It is a loop when p >= 3 and r >= 2, or p < 3 and r >= 10 (a word or pair said ten times in a
-  row). DESIGN.md suggests r > 50 for short spans; with 64-token budgets that never triggers, so
+  row). A threshold like r > 50 for short spans never triggers within 64-token budgets, so
   harness uses 10.
 - repeated (the per-sample flag behind "repetition rate"): a tail loop, or seq-rep-4 >= 0.5.
 Outputs too short to hold an n-gram count as not repeating (seq-rep 0, distinct 1).

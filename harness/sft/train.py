@@ -415,7 +415,7 @@ def make_trainer(
         save_total_limit=1,
         assistant_only_loss=route == "assistant_only_loss",
         completion_only_loss=route == "completion_only_loss" or None,
-        # SFTConfig turns both on by default, even on a CPU (DESIGN.md, "Traps").
+        # SFTConfig turns both on by default, even on a CPU, where neither works.
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         packing=settings.packing,
         pad_to_multiple_of=settings.batch_size * settings.max_length if fixed_shape else None,

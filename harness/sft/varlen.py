@@ -132,8 +132,8 @@ def native_gqa() -> bool:
 
 
 def trace_attention(on: bool) -> None:
-    """Whether compiled layers trace the kernel (default) or break their graph around it (to
-    compare: the default of sessions 3 and 4)."""
+    """Whether compiled layers trace the kernel (default) or break their graph around it (the
+    benchmark's harness-attn-graph-break configuration, to compare)."""
     _TRACED["on"] = on
 
 
