@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -32,8 +33,13 @@ def installed(tmp_path_factory) -> Path:
     """A fresh virtual environment (offline: the dependencies come from this interpreter's
     site-packages) with the wheel built from this checkout installed in it; returns its bin/."""
     root = tmp_path_factory.mktemp("wheel")
+    # built from a copy: an in-tree build would leave build/ and egg-info in the checkout
+    source = root / "source"
+    skip = shutil.ignore_patterns(".git", "build", "*.egg-info", "reports", ".*", "__pycache__")
+    shutil.copytree(PROJECT, source, ignore=skip)
+    (source / "reports").mkdir()
     pip = (sys.executable, "-m", "pip")
-    _sh(*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", PROJECT, "-w", "dist", cwd=root)
+    _sh(*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", source, "-w", "dist", cwd=root)
     (wheel,) = (root / "dist").glob("harness-*.whl")
     venv.create(root / "env", system_site_packages=True, with_pip=True)
     bin_dir = root / "env" / "bin"
