@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .files import write_jsonl_atomic
 from .logs import say
 from .models import LoadedModel, ModelSpec, checkpoints, from_memory, load_registry, resolve
 from .sample import Sample, as_samples
@@ -125,7 +126,7 @@ class Run:
         if fmt == "jsonl":
             rows = [s.to_dict() for s in self.samples] if what == "samples" else None
             records = rows if rows is not None else df.to_dict("records")
-            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            write_jsonl_atomic(path, records)
             return path
         flat = df.copy()
         for column in flat.columns:

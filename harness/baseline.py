@@ -13,7 +13,8 @@ from typing import Any
 
 from . import __version__
 from .errors import InputError
-from .results import RunFolder, read_json, write_json_atomic
+from .files import write_json_atomic
+from .results import RunFolder, read_json
 from .sample import as_samples
 from .summarize import summarize
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .chat import ChatFormat, prepare
 from .errors import InputError, Problem, hint
+from .files import write_text_atomic
 from .paths import display_path, models_registries, user_registry
 from .yamlio import load_yaml
 
@@ -636,8 +637,6 @@ def register(name: str, folder: Path, description: str, registry: Path | None = 
     if not text.endswith("\n"):
         text += "\n"
     text += f"  {name}:\n    path: {rel}\n    description: {json.dumps(description)}\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     load_registry(path)  # what was written must read back
     return path

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .files import write_json_atomic, write_jsonl_atomic
 
 RUN_JSON = "run.json"
 SAMPLES = "samples.jsonl"
@@ -26,21 +26,6 @@ SampleKey = tuple[str, str, str]  # (model, suite, question id)
 
 def key_of(record: dict[str, Any]) -> SampleKey:
     return (record["model"], record["suite"], record["id"])
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> Any:
@@ -158,10 +143,4 @@ class RunFolder:
 
     def rewrite_samples(self, records: Iterable[dict[str, Any]]) -> None:
         """Replace samples.jsonl whole (re-scoring), atomically."""
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".samples.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.samples)
+        write_jsonl_atomic(self.samples, records)

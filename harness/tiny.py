@@ -24,6 +24,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from .files import write_json_atomic
 from .logs import say
 
 ENDOFTEXT = "<|endoftext|>"
@@ -330,7 +331,7 @@ def build(
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_json_atomic(out / "build.json", info)
     return info
 
 

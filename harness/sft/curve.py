@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from transformers import TrainerCallback
 
 from ..errors import InputError
 from ..evaluation import DecodeSettings, evaluate
+from ..files import write_json_atomic
 from ..logs import say
 from ..models import LoadedModel, from_memory
 from ..results import RunFolder
@@ -267,7 +267,7 @@ class CurveCallback(TrainerCallback):
         self.best["folder"] = str(self.best_dir)
         net.save_pretrained(self.best_dir)
         self.base.tokenizer.save_pretrained(self.best_dir)
-        (self.best_dir / "kept.json").write_text(json.dumps(self.best, indent=2) + "\n")
+        write_json_atomic(self.best_dir / "kept.json", self.best)
         self.log(f"kept step {step} as the best on {self.plan.keep} ({100 * accuracy:.1f}%)")
 
     def _record_losses(self, state: Any) -> None:

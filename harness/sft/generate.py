@@ -7,11 +7,11 @@ base already knows. Problems whose expression appears in a suite are never gener
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..files import write_jsonl_atomic
 from .overlap import expression_key
 
 PHRASES = {
@@ -206,4 +206,4 @@ def general() -> list[dict]:
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_jsonl_atomic(path, rows)

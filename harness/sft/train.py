@@ -25,6 +25,7 @@ from typing import Any
 
 from ..env import versions
 from ..errors import InputError, Problem
+from ..files import write_json_atomic
 from ..logs import say
 from ..models import LoadedModel, attention_shape
 from ..yamlio import MarkedDict, load_yaml
@@ -574,7 +575,7 @@ def train(
         }
         if watcher.best is not None:
             info["kept"] = {**watcher.best, "folder": "best", "why": f"best:{curve.keep}"}
-    (out / "sft.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_json_atomic(out / "sft.json", info)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return info
 
