@@ -48,9 +48,6 @@ class Paired:
             self.n, (self.fixed + self.broken) / self.n if self.n else 0, alpha
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "difference": self.difference, "ci95": list(self.ci95)}
-
 
 def outcomes(records: Iterable[Sample | dict[str, Any]], model: str) -> dict[Key, bool]:
     return {(s.suite, s.id): s.correct for s in as_samples(records) if s.model == model}

@@ -11,8 +11,6 @@ shipped weights.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import platform
 import random
@@ -333,19 +331,3 @@ def build(
     }
     write_json_atomic(out / "build.json", info)
     return info
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("models/base"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--docs", type=int, default=4000)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    info = build(args.out, seed=args.seed, steps=args.steps, n_docs=args.docs, device=args.device)
-    print(json.dumps(info, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -239,3 +239,28 @@ def test_models_with_scaled_logits_take_trls_head(random_model_dir, write, tmp_p
     assert syncfree.plain_head(lm.model)  # the unmodified model: the fast path
     lm.model.config.final_logit_softcapping = 30.0  # Gemma-2's
     assert not syncfree.plain_head(lm.model)
+
+
+def test_a_trl_that_moves_what_the_step_relies_on_fails_loudly(monkeypatch):
+    """The sync-free trainer fills TRL's private metrics: a TRL without them must stop here,
+    not train or log differently."""
+    import types
+
+    import trl
+
+    from harness.sft.syncfree import check_trl_contract
+
+    with pytest.raises(RuntimeError, match=r"TRL .* changed what .* relies on: _metrics"):
+        check_trl_contract(types.SimpleNamespace())
+
+    def log(self, logs):  # a log without start_time
+        return None
+
+    monkeypatch.setattr(trl.SFTTrainer, "log", log)
+    full = types.SimpleNamespace(
+        **dict.fromkeys(["_total_train_tokens", "_tp_size", "aux_loss_enabled"], 0),
+        **dict.fromkeys(["compute_loss_func", "label_smoother", "get_tp_size"], None),
+        _metrics={"train": {}, "eval": {}},
+    )
+    with pytest.raises(RuntimeError, match=r"SFTTrainer.log\(self, logs, start_time\), found"):
+        check_trl_contract(full)

@@ -74,6 +74,46 @@ def plain_head(model: Any) -> bool:
     return getattr(head, "bias", None) is None and type(head.weight) is torch.nn.Parameter
 
 
+# What this trainer takes from TRL's SFTTrainer beyond its public interface: the private
+# metric store and token count it fills for TRL's own `log`, and the switches that send a step
+# to TRL's `compute_loss`. pyproject.toml pins the TRL versions the tests cover; a TRL that moves
+# any of these fails here, loudly, instead of training or logging differently.
+TRL_ATTRIBUTES = (
+    "_metrics",
+    "_total_train_tokens",
+    "_tp_size",
+    "aux_loss_enabled",
+    "compute_loss_func",
+    "label_smoother",
+    "get_tp_size",
+)
+TRL_SIGNATURES = {
+    "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
+    "log": ["self", "logs", "start_time"],
+}
+
+
+def check_trl_contract(trainer: Any) -> None:
+    """Raise if this TRL's SFTTrainer no longer has what the sync-free step overrides or fills."""
+    import inspect
+
+    import trl
+
+    missing = [a for a in TRL_ATTRIBUTES if not hasattr(trainer, a)]
+    if not missing and not isinstance(trainer._metrics.get("train"), dict):
+        missing.append("_metrics['train'] as a dict of lists")
+    for name, params in TRL_SIGNATURES.items():
+        found = list(inspect.signature(getattr(trl.SFTTrainer, name)).parameters)
+        if found != params:
+            missing.append(f"SFTTrainer.{name}({', '.join(params)}), found ({', '.join(found)})")
+    if missing:
+        raise RuntimeError(
+            f"TRL {trl.__version__} changed what harness's sync-free SFT step relies on: "
+            f"{'; '.join(missing)}. Use the TRL version pyproject.toml names, or set "
+            "sync_free: false in the SFT config"
+        )
+
+
 class SyncFreeSFTTrainer(SFTTrainer):
     """SFTTrainer whose step leaves the GPU's queue full: the loss through `FusedHead` on the
     collator's label positions, metrics read at logging. Cases this does not cover go to TRL's
@@ -83,6 +123,7 @@ class SyncFreeSFTTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        check_trl_contract(self)
         self.data_collator = LabelledPositions(self.data_collator)
         self._hidden = HiddenStates(self._causal_lm().get_decoder())
         self._plain_head = plain_head(self._causal_lm())
