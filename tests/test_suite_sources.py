@@ -55,6 +55,11 @@ def test_a_suite_reads_its_questions_from_a_data_file(tmp_path, form):
     assert [q.answer for q in suite.questions] == [7, 24, 1234]
     assert suite.questions[1].prompt == ROWS[1]["question"]
     assert suite.questions[0].scorers[0].type == "numeric"
+    out = tmp_path / "run"  # and end to end: decoded, scored, reported
+    assert run_cli(*run_args(suite_file, "sft", out, "--self-check", "0")) == 0
+    rows = RunFolder(out).read_samples()
+    assert [(r["id"], r["answer"]) for r in rows] == [("wp-0", 7), ("wp-1", 24), ("wp-2", 1234)]
+    assert (out / "report.html").is_file()
 
 
 def test_the_hash_follows_the_data_and_bad_rows_name_file_and_row(tmp_path):
