@@ -125,8 +125,7 @@ class Run:
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "jsonl":
             rows = [s.to_dict() for s in self.samples] if what == "samples" else None
-            records = rows if rows is not None else df.to_dict("records")
-            write_jsonl_atomic(path, records)
+            write_jsonl_atomic(path, rows if rows is not None else df.to_dict("records"))
             return path
         flat = df.copy()
         for column in flat.columns:

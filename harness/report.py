@@ -125,11 +125,12 @@ def context(folder: RunFolder) -> dict[str, Any]:
         questions.append(row)
     dtypes = {m: run.get("models", {}).get(m, {}).get("dtype", "") for m in models}
     close = fragile(records, dtypes)
-    headline = [(curve.models[0], curve.models[-1])] if curve else pairs
+    # the first screen: every comparison, or for a curve step 0 against its last point
+    headline = comparisons[-1:] if curve else comparisons
     return {
         "run": run,
         "path": str(folder.path),
-        "answer": [_answer(p) for a, b in headline for p in paired(records, a, b)],
+        "answer": [_answer(p) for comparison in headline for p in comparison],
         "self_checks": _self_checks(run, models),
         "fragile": {
             "rows": close[:FRAGILE_ROWS],
