@@ -13,7 +13,7 @@ import gc
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,15 +188,20 @@ def evaluate(
         if world.main:
             folder.write_run(run)
         with evaluation_mode(lm.model):
-            for suite in suites:
-                _run_suite(lm, suite, mine, run, settings, done, log, progress, world, choice.name)
+            # a batch-invariant decoder gives each prompt the same output in any batch, so the
+            # suites share batches (one decode, not one per suite); other decoders batch each
+            # suite alone, so that a suite's outputs never depend on which suites ran with it
+            groups = [suites] if choice.batch_invariant else [[s] for s in suites]
+            for group in groups:
+                _run_group(lm, group, mine, run, settings, done, log, progress, world, choice.name)
             if settings.self_check:
                 check = _self_check(lm, suites, folder, settings, choice.name, log, world)
                 described["self_check"] = check
                 if world.main:
                     folder.write_run(run)
-        del lm
-        gc.collect()
+        if not isinstance(entry, LoadedModel):  # loaded here: free it before the next
+            del lm
+            gc.collect()
     world.barrier()
     if not world.main:
         return None
@@ -246,9 +251,9 @@ def _self_check(
     return check.to_dict()
 
 
-def _run_suite(
+def _run_group(
     lm: LoadedModel,
-    suite: Suite,
+    suites: list[Suite],
     folder: RunFolder,
     run: dict[str, Any],
     settings: DecodeSettings,
@@ -258,30 +263,36 @@ def _run_suite(
     world: World | None = None,
     decoder: str | None = None,
 ) -> None:
+    """Decode the suites' questions as one stream of batches and append their samples."""
     world = world or World()
-    questions = suite.questions[: settings.limit] if settings.limit else suite.questions
-    by_id = {q.id: q for q in questions}
-    prompts = {q.id: render(lm.tokenizer, q.prompt, q.system, q.history) for q in questions}
+    items: dict[str, tuple[Suite, Question, str]] = {}
+    for suite in suites:
+        questions = suite.questions[: settings.limit] if settings.limit else suite.questions
+        for q in questions:
+            prompt = render(lm.tokenizer, q.prompt, q.system, q.history)
+            items[_request_id(suite, q)] = (suite, q, prompt)
     requests = [
-        Request(q.id, prompts[q.id], settings.max_new_tokens or q.max_new_tokens) for q in questions
+        Request(key, prompt, settings.max_new_tokens or q.max_new_tokens)
+        for key, (_, q, prompt) in items.items()
     ]
-    skip = {qid for (m, s, qid) in done if m == lm.spec.name and s == suite.name}
-    todo = len([r for r in requests if r.id not in skip])
+    skip = {key for key, (suite, q, _) in items.items() if (lm.spec.name, suite.name, q.id) in done}
+    names = ", ".join(s.name for s in suites)
+    todo = len(requests) - len(skip)
     if not todo:
-        log(f"  {suite.name}: all {len(requests)} samples already done")
+        log(f"  {names}: all {len(requests)} samples already done")
         return
     # under several ranks each decodes only its share, whose size the batch plan decides
     share = "" if world.size == 1 else f" (rank {world.rank})"
-    bar = _bar(todo if world.size == 1 else None, f"{lm.spec.name}/{suite.name}{share}", progress)
+    bar = _bar(todo if world.size == 1 else None, f"{lm.spec.name}/{names}{share}", progress)
     start, made = time.perf_counter(), 0
 
     def record_event(event: dict) -> None:
         run.setdefault("events", []).append(
-            {"time": _now(), "model": lm.spec.name, "suite": suite.name, **event}
+            {"time": _now(), "model": lm.spec.name, "suite": names, **event}
         )
         if world.main:
             folder.write_run(run)
-        log(f"  {suite.name}: out of memory at batch {event['batch']}, retrying in halves")
+        log(f"  {names}: out of memory at batch {event['batch']}, retrying in halves")
 
     for batch in generate(
         lm,
@@ -294,12 +305,20 @@ def _run_suite(
         shard=(world.rank, world.size),
         agree=world.agree_min,
     ):
-        records = [make_record(lm.spec.name, suite, by_id[g.id], prompts[g.id], g) for g in batch]
+        records = []
+        for g in batch:
+            suite, q, prompt = items[g.id]
+            records.append(make_record(lm.spec.name, suite, q, prompt, replace(g, id=q.id)))
         folder.append_samples(records)
         done.update(key_of(r) for r in records)
         made += len(records)
     bar.close()
-    log(f"  {suite.name}{share}: {made} samples in {time.perf_counter() - start:.1f} s")
+    log(f"  {names}{share}: {made} samples in {time.perf_counter() - start:.1f} s")
+
+
+def _request_id(suite: Suite, q: Question) -> str:
+    """Unique across the suites decoded together (question ids are unique within a suite)."""
+    return f"{suite.name}\x1f{q.id}"
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

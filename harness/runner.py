@@ -1,11 +1,12 @@
 """Deterministic greedy decoding, batched.
 
-Batches are formed from one suite alone: prompts sorted by token length (longest first, so an
-out-of-memory shows up in the first batch), cut into fixed-size groups. A rerun, a resume or a
-different set of other suites or models gives the same batches. On CUDA the default decoder is
-batch-invariant by construction (`harness/invariant/`): a prompt's output does not depend on the
-batch at all. On CPU in float32 transformers' `generate` gives batched output equal to
-one-at-a-time output token for token (tests/test_runner.py checks it).
+Prompts are sorted by token length (longest first, so an out-of-memory shows up in the first
+batch) and cut into fixed-size groups; a rerun or a resume gives the same batches. On CUDA the
+default decoder is batch-invariant by construction (`harness/invariant/`): a prompt's output does
+not depend on the batch at all, so the suites of a run share batches. Other decoders batch each
+suite alone, so that other suites or models in the run cannot change its batches. On CPU in
+float32 transformers' `generate` gives batched output equal to one-at-a-time output token for
+token (tests/test_runner.py checks it).
 """
 
 from __future__ import annotations
@@ -348,6 +349,9 @@ def generate(
         )
     )
     rank, ranks = shard
+    if batch_size is None and ranks > 1 and decoder == "invariant":
+        # each rank gets a batch even when one would hold them all; the outputs cannot change
+        size = min(size, -(-len(requests) // ranks))
     for number, indices in enumerate(plan_batches(lengths, size)):
         if number % ranks != rank:
             continue

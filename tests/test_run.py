@@ -160,3 +160,33 @@ def test_rescoring_uses_the_current_suite_and_records_its_hash(
     assert after != before
     suite_file.write_text(SUITE.replace("What is", "What's"))
     assert run_cli("score", str(out)) == 2  # a changed prompt needs a new run
+
+
+def test_batch_invariant_decoders_share_batches_across_suites(
+    suite_file, write, chat_model_dir, tmp_path, monkeypatch, capsys
+):
+    """One decode for all suites gives each suite the outputs it gets alone, and resumes."""
+    import harness.evaluation as evaluation
+    from harness.runner import DecoderChoice
+
+    other = write("mini2.yaml", SUITE.replace("name: mini", "name: mini2").replace("+", "-"))
+    alone = []
+    for suite in (suite_file, other):
+        assert run_cli(*run_args(suite, chat_model_dir, tmp_path / suite.stem)) == 0
+        alone += outputs(tmp_path / suite.stem)
+    # hf in float32 on CPU gives the same outputs in any batch: stands in for the invariant one
+    monkeypatch.setattr(
+        evaluation, "choose_decoder", lambda lm, requested: DecoderChoice("hf", True)
+    )
+    capsys.readouterr()
+    shared = tmp_path / "shared"
+    assert run_cli(*run_args(f"{suite_file},{other}", chat_model_dir, shared)) == 0
+    printed = capsys.readouterr()
+    assert "mini, mini2: 20 samples" in printed.out + printed.err
+    assert outputs(shared) == sorted(alone)
+    # a resume after losing part of one suite decodes only what is missing, under its own id
+    folder = RunFolder(shared)
+    rows = folder.read_samples()
+    folder.rewrite_samples([r for r in rows if not (r["suite"] == "mini2" and r["id"] == "q3")])
+    assert run_cli(*run_args(f"{suite_file},{other}", chat_model_dir, shared, "--resume")) == 0
+    assert outputs(shared) == sorted(alone)
