@@ -15,7 +15,7 @@ import sys
 
 info = json.load(open(sys.argv[1]))
 curve = info["curve"]
-trained = info["train_seconds"] - curve["eval_seconds"]
+trained = curve["training_seconds"]
 print(f"data {info['data']} ({info['data_rows']} rows), {info['steps']} steps, "
       f"{info['tokens']} tokens, {info['tokens_per_s']} tokens/s over the whole runtime")
 print(f"training {trained:.1f} s without the evaluations; evaluations {curve['eval_seconds']} s "

@@ -238,9 +238,10 @@ class CurveCallback(TrainerCallback):
         if self.plan.keep and self.best_dir is not None:
             self._keep_best(net, step, scores.get(self.plan.keep, {}).get("accuracy"))
         self._record_losses(state)
-        from ..report import write_reports
+        if final:  # once: `harness report` renders a curve that stopped early
+            from ..report import write_reports
 
-        write_reports(self.folder)
+            write_reports(self.folder)
 
     def attach(self, trainer: Any) -> None:
         self.trainer = trainer

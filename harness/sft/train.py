@@ -562,15 +562,18 @@ def train(
         "versions": {**versions(), "trl": _trl_version()},
     }
     if watcher is not None:
+        # Trainer's runtime holds every evaluation but the last (made after it stops the clock)
+        inside = watcher.seconds - watcher.point_seconds.get(trainer.state.global_step, 0.0)
+        training = runtime - inside
         info["curve"] = {
             "folder": "curve",
             "suites": [s.name for s in curve.suites],
             "points": sorted(watcher.done),
             "eval_seconds": round(watcher.seconds, 2),
+            "training_seconds": round(training, 2),
             "seconds_per_point": watcher.point_seconds,
-            # Trainer's runtime includes the evaluations: the share is over training alone
-            "eval_share_of_training": round(watcher.seconds / (runtime - watcher.seconds), 4)
-            if runtime > watcher.seconds
+            "eval_share_of_training": round(watcher.seconds / training, 4)
+            if training > 0
             else None,
         }
         if watcher.best is not None:
