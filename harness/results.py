@@ -37,6 +37,25 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
 
+class _Parsed:
+    """What `read_samples` parsed of one file: the records, and where it stopped."""
+
+    def __init__(self, inode: int):
+        self.inode, self.offset, self.lines, self.tail = inode, 0, 0, b""
+        self.records: list[dict[str, Any]] = []
+
+    def still_holds(self, fh: Any, size: int) -> bool:
+        """The same file, grown or as it was: its inode, and the bytes that ended the last read
+        where they were (an atomic rewrite makes a new file)."""
+        if os.fstat(fh.fileno()).st_ino != self.inode or size < self.offset:
+            return False
+        fh.seek(self.offset - len(self.tail))
+        return fh.read(len(self.tail)) == self.tail
+
+
+_PARSED: dict[str, _Parsed] = {}
+
+
 class RunFolder:
     """A run folder; `shard=r` points appends at rank r's own samples file (several processes)."""
 
@@ -98,25 +117,36 @@ class RunFolder:
         write_json_atomic(self.summary, data)
 
     def read_samples(self) -> list[dict[str, Any]]:
-        """Every complete record; a torn last line (a killed write) is left out."""
+        """Every complete record; a torn last line (a killed write) is left out. The file only
+        grows between rewrites, so what an earlier read parsed is kept and only the appended
+        lines are parsed (a run evaluated point after point reads in linear time)."""
         if not self.samples.exists():
             return []
-        records = []
-        lines = self.samples.read_bytes().split(b"\n")
-        for number, raw in enumerate(lines, start=1):
+        key = str(self.samples.resolve())
+        seen = _PARSED.get(key)
+        with self.samples.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if seen is None or not seen.still_holds(fh, size):
+                seen = _Parsed(os.fstat(fh.fileno()).st_ino)
+            fh.seek(seen.offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1  # complete lines only
+        for raw in data[:end].split(b"\n")[:-1]:
+            seen.lines += 1
             if not raw.strip():
                 continue
-            last = number == len(lines)  # no newline after it: the write did not finish
             try:
-                record = json.loads(raw)
+                seen.records.append(json.loads(raw))
             except json.JSONDecodeError as exc:
-                if last:
-                    break
-                raise InputError(f"{self.samples}:{number}: not valid JSON ({exc.msg})") from None
-            if last:
-                break
-            records.append(record)
-        return records
+                _PARSED.pop(key, None)
+                raise InputError(
+                    f"{self.samples}:{seen.lines}: not valid JSON ({exc.msg})"
+                ) from None
+        if end:
+            seen.offset += end
+            seen.tail = data[max(0, end - 64) : end]
+        _PARSED[key] = seen
+        return list(seen.records)
 
     def repair(self) -> int:
         """Cut a torn last line off samples.jsonl; returns the bytes removed."""
@@ -143,4 +173,5 @@ class RunFolder:
 
     def rewrite_samples(self, records: Iterable[dict[str, Any]]) -> None:
         """Replace samples.jsonl whole (re-scoring), atomically."""
+        _PARSED.pop(str(self.samples.resolve()), None)
         write_jsonl_atomic(self.samples, records)
