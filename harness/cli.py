@@ -303,6 +303,8 @@ def cmd_build_base(args: argparse.Namespace) -> int:
 
 
 def _sft_overrides(args: argparse.Namespace) -> dict:
+    from .sft.lora import LoraSettings
+
     return {
         "learning_rate": args.lr,
         "epochs": args.epochs,
@@ -310,6 +312,7 @@ def _sft_overrides(args: argparse.Namespace) -> dict:
         "grad_accum": args.grad_accum,
         "max_length": args.max_length,
         "seed": args.seed,
+        "lora": LoraSettings() if args.lora else None,
     }
 
 
@@ -433,6 +436,11 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-accum", type=_positive, default=None)
     p.add_argument("--max-length", type=_positive, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--lora",
+        action="store_true",
+        help="train a LoRA adapter (peft) instead of every weight; the config's lora: sets it up",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(

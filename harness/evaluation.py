@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .adapters import SharedBases
 from .chat import render
 from .distributed import World, world_from_env
 from .env import host, versions
 from .errors import InputError, RunExists
 from .logs import LOG, say
-from .models import LoadedModel, ModelSpec, evaluation_mode, load
-from .results import RunFolder, key_of
+from .models import LoadedModel, ModelSpec, evaluation_mode
+from .results import RunFolder, key_of, read_json
 from .runner import Generation, Request, choose_decoder, generate
 from .sample import Sample, as_samples
 from .scoring import score
@@ -159,55 +160,26 @@ def evaluate(
     mine.repair()
     done = {key_of(r) for r in folder.read_all_samples()}
     device = world.device(settings.device)
+    specs = [m for m in models if isinstance(m, ModelSpec)]
+    loader = SharedBases(
+        specs, device=device, dtype=settings.dtype, trust_remote_code=trust_remote_code
+    )
     for entry in models:
         if isinstance(entry, LoadedModel):
             lm, spec = entry, entry.spec
         else:
-            spec = entry
-            log(f"loading {spec.name} ({spec.source}: {spec.location})")
-            lm = load(
-                spec, device=device, dtype=settings.dtype, trust_remote_code=trust_remote_code
-            )
-        described = lm.describe()
-        if spec.name in run["models"]:
-            _guard(
-                {"fingerprint": run["models"][spec.name]["fingerprint"]},
-                "fingerprint",
-                described["fingerprint"],
-                f"model '{spec.name}' (its weights or tokenizer changed)",
-            )
-        choice = choose_decoder(lm, settings.decoder)
-        weights = lm.info.get("weights_dtype")
-        if weights and choice.name != "invariant" and lm.dtype != weights:
-            lm.dtype = described["dtype"] = weights  # only the invariant kernels cast
-        described["decoding"] = choice.to_dict()
-        if lm.device.startswith("cuda") and not choice.batch_invariant:
-            note = choice.detail.get("note", "")
-            LOG.warning(f"  warning: {spec.name} is decoded by '{choice.name}' ({note})")
-        run["models"][spec.name] = described
-        if world.main:
-            folder.write_run(run)
-        with evaluation_mode(lm.model):
-            # a batch-invariant decoder gives each prompt the same output in any batch, so the
-            # suites share batches (one decode, not one per suite); other decoders batch each
-            # suite alone, so that a suite's outputs never depend on which suites ran with it
-            groups = [suites] if choice.batch_invariant else [[s] for s in suites]
-            for group in groups:
-                _run_group(lm, group, mine, run, settings, done, log, progress, world, choice.name)
-            if settings.self_check:
-                check = _self_check(lm, suites, folder, settings, choice.name, log, world)
-                described["self_check"] = check
-                if world.main:
-                    folder.write_run(run)
+            spec, lm = entry, loader.load(entry, log)
+        with lm.decoding():
+            _evaluate_model(lm, suites, folder, mine, run, settings, done, log, progress, world)
         if not isinstance(entry, LoadedModel):  # loaded here: free it before the next
+            loader.done(spec)
             del lm
             gc.collect()
     world.barrier()
     if not world.main:
         return None
     folder.merge_shards([_name(m) for m in models], [s.name for s in suites])
-    records = folder.read_samples()
-    summary = summarize(records)
+    summary = _summary(folder, {_name(m) for m in models})
     summary["run"] = str(folder.path)
     folder.write_summary(summary)
     run["status"] = "complete"
@@ -215,6 +187,70 @@ def evaluate(
     if world.size > 1:
         run.setdefault("events", []).append({"time": _now(), "event": "ranks", "ranks": world.size})
     folder.write_run(run)
+    return summary
+
+
+def _evaluate_model(
+    lm: LoadedModel,
+    suites: list[Suite],
+    folder: RunFolder,
+    mine: RunFolder,
+    run: dict[str, Any],
+    settings: DecodeSettings,
+    done: set[tuple[str, str, str]],
+    log: Callable[[str], None],
+    progress: bool,
+    world: World,
+) -> None:
+    """Decode and score one model over every suite, then its self-check."""
+    spec = lm.spec
+    described = lm.describe()
+    if spec.name in run["models"]:
+        _guard(
+            {"fingerprint": run["models"][spec.name]["fingerprint"]},
+            "fingerprint",
+            described["fingerprint"],
+            f"model '{spec.name}' (its weights or tokenizer changed)",
+        )
+    choice = choose_decoder(lm, settings.decoder)
+    weights = lm.info.get("weights_dtype")
+    if weights and choice.name != "invariant" and lm.dtype != weights:
+        lm.dtype = described["dtype"] = weights  # only the invariant kernels cast
+    described["decoding"] = choice.to_dict()
+    if lm.device.startswith("cuda") and not choice.batch_invariant:
+        note = choice.detail.get("note", "")
+        LOG.warning(f"  warning: {spec.name} is decoded by '{choice.name}' ({note})")
+    run["models"][spec.name] = described
+    if world.main:
+        folder.write_run(run)
+    with evaluation_mode(lm.model):
+        # a batch-invariant decoder gives each prompt the same output in any batch, so the
+        # suites share batches (one decode, not one per suite); other decoders batch each
+        # suite alone, so that a suite's outputs never depend on which suites ran with it
+        groups = [suites] if choice.batch_invariant else [[s] for s in suites]
+        for group in groups:
+            _run_group(lm, group, mine, run, settings, done, log, progress, world, choice.name)
+        if settings.self_check:
+            check = _self_check(lm, suites, folder, settings, choice.name, log, world)
+            described["self_check"] = check
+            if world.main:
+                folder.write_run(run)
+
+
+def _summary(folder: RunFolder, evaluated: set[str]) -> dict[str, Any]:
+    """summary.json after this call: the models it evaluated summarised again, the others' entries
+    kept from the summary before (their samples are as they were), so that a folder evaluated
+    model after model (a curve) is not summarised whole each time."""
+    records = folder.read_samples()
+    before = read_json(folder.summary).get("models", {}) if folder.summary.exists() else {}
+    models = {r["model"] for r in records}
+    redo = evaluated | (models - set(before))
+    summary = summarize(r for r in records if r["model"] in redo)
+    summary["models"] = {
+        m: summary["models"][m] if m in redo else before[m]
+        for m in dict.fromkeys(r["model"] for r in records)
+        if m in redo or m in before
+    }
     return summary
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,10 @@ ENTRY_KEYS = {
     "chat_template",
     "trust_remote_code",
     "description",
+    "adapter",
+    "base",
 }
-LOCATION_KEYS = ("path", "hub", "gguf")
+LOCATION_KEYS = ("path", "hub", "gguf", "adapter")
 # Files whose bytes decide what a model outputs; the fingerprint hashes exactly these.
 FINGERPRINT_SUFFIXES = {".safetensors", ".bin", ".gguf", ".model", ".tiktoken", ".jinja", ".txt"}
 FINGERPRINT_JSON = {
@@ -45,6 +47,7 @@ FINGERPRINT_JSON = {
     "added_tokens.json",
     "vocab.json",
     "model.safetensors.index.json",
+    "adapter_config.json",
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 
@@ -61,6 +64,7 @@ class ModelSpec:
     trust_remote_code: bool = False
     description: str = ""
     package: str | None = None  # a Python distribution that ships the GGUF file
+    base: str | None = None  # an adapter's base model (a registry name, folder or hub id)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,16 @@ class LoadedModel:
     dtype: str
     device: str
     info: dict[str, Any] = field(default_factory=dict)
+    peft: Any = None  # the PeftModel holding the adapters loaded onto this model's weights
+    adapter: str | None = None  # the one this model is (None: the base itself)
+
+    def decoding(self) -> AbstractContextManager[None]:
+        """The weights as this model's outputs need them: an adapter merged in, or none."""
+        if self.peft is None:
+            return nullcontext()
+        from .adapters import merged
+
+        return merged(self.peft, self.adapter)
 
     @property
     def n_params(self) -> int:
@@ -140,6 +154,18 @@ def local_folder(spec: ModelSpec) -> Located:
         raise InputError(
             f"model '{spec.name}': {folder} is not a model folder (no config.json); "
             "give the folder that save_pretrained wrote"
+        )
+    return Located(folder)
+
+
+@source("adapter")
+def adapter_folder(spec: ModelSpec) -> Located:
+    """A LoRA adapter's folder (adapter_config.json and its weights), loaded onto its base."""
+    folder = Path(spec.location)
+    if not (folder / "adapter_config.json").is_file():
+        raise InputError(
+            f"adapter '{spec.name}': {folder} holds no adapter_config.json; give the folder "
+            "that save_pretrained wrote for the adapter"
         )
     return Located(folder)
 
@@ -227,7 +253,8 @@ def _entry(
         problems.append(
             Problem(
                 file,
-                "give exactly one of 'path' (a folder), 'hub' (an id) or 'gguf' (a file)",
+                "give exactly one of 'path' (a folder), 'hub' (an id), 'gguf' (a file) or "
+                "'adapter' (a LoRA adapter's folder)",
                 line,
                 name,
             )
@@ -241,7 +268,22 @@ def _entry(
                 f"{name}.package",
             )
         )
-    for key in ("path", "hub", "gguf", "package", "chat_template", "description"):
+    if "base" in raw and "adapter" not in raw:
+        problems.append(
+            Problem(
+                file, "'base' names an 'adapter''s base model", raw.line_of("base"), f"{name}.base"
+            )
+        )
+    for key in (
+        "path",
+        "hub",
+        "gguf",
+        "package",
+        "chat_template",
+        "description",
+        "adapter",
+        "base",
+    ):
         if key in raw and not isinstance(raw[key], str):
             problems.append(
                 Problem(
@@ -274,8 +316,8 @@ def _entry(
     if template and "{" not in template and (base / template).is_file():
         template = (base / template).read_text()  # a path to a .jinja file, relative to models.yaml
     package = raw.get("package")
-    if "path" in raw or ("gguf" in raw and not package):
-        key = "path" if "path" in raw else "gguf"
+    if "path" in raw or "adapter" in raw or ("gguf" in raw and not package):
+        key = next(k for k in ("path", "adapter", "gguf") if k in raw)
         target = Path(raw[key]).expanduser()
         target = target if target.is_absolute() else base / target
         src, location = key, str(display_path(target))
@@ -284,7 +326,15 @@ def _entry(
     else:
         src, location = "hub", raw["hub"]
     return ModelSpec(
-        name, src, location, dtype, template, trust, raw.get("description", ""), package
+        name,
+        src,
+        location,
+        dtype,
+        template,
+        trust,
+        raw.get("description", ""),
+        package,
+        raw.get("base"),
     )
 
 
@@ -325,8 +375,11 @@ def resolve(ref: str, registry: dict[str, ModelSpec]) -> ModelSpec:
     if ref in registry:
         return registry[ref]
     if Path(ref).expanduser().exists():
+        path = Path(ref).expanduser()
         kind = "gguf" if ref.endswith(".gguf") else "path"
-        return ModelSpec(ref, kind, str(Path(ref).expanduser()))
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            kind = "adapter"
+        return ModelSpec(ref, kind, str(path))
     if "/" in ref and not ref.startswith((".", "/", "~")) and ref.count("/") == 1:
         return ModelSpec(ref, "hub", ref)
     raise InputError(
@@ -436,10 +489,16 @@ def pick_dtype(requested: str, spec_dtype: str, device: str) -> str:
 def load(
     spec: ModelSpec, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
 ) -> LoadedModel:
-    """Load weights and tokenizer, put the chat template in place, work out stop tokens."""
+    """Load weights and tokenizer, put the chat template in place, work out stop tokens; an
+    adapter comes loaded onto its base."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+    if spec.source == "adapter":
+        from .adapters import SharedBases
+
+        kwargs = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code}
+        return SharedBases([spec], **kwargs).load(spec)
     located = SOURCES[spec.source](spec)
     folder, extra = located.folder, located.load_kwargs()
     where = folder / located.gguf_file if located.gguf_file else folder
@@ -619,13 +678,21 @@ def _dequantized(model: Any) -> None:
         del model.config.quantization_config
 
 
-def register(name: str, folder: Path, description: str, registry: Path | None = None) -> Path:
-    """Add `name: {path: folder}` to models.yaml (kept as text, so its comments survive)."""
+def register(
+    name: str,
+    folder: Path,
+    description: str,
+    registry: Path | None = None,
+    base: str | None = None,
+) -> Path:
+    """Add `name: {path: folder}` to models.yaml (kept as text, so its comments survive); with
+    `base`, `name: {adapter: folder, base: base}`."""
     path = registry or user_registry()
     specs = load_registry(path) if path.exists() else {}
     if name in specs:
         existing = specs[name]
-        if existing.source == "path" and Path(existing.location).resolve() == folder.resolve():
+        same = Path(existing.location).resolve() == folder.resolve()
+        if existing.source in ("path", "adapter") and same:
             return path
         raise InputError(
             f"{display_path(path)}: '{name}' already names {existing.location}; choose another "
@@ -636,7 +703,8 @@ def register(name: str, folder: Path, description: str, registry: Path | None = 
     text = path.read_text() if path.exists() else "models:\n"
     if not text.endswith("\n"):
         text += "\n"
-    text += f"  {name}:\n    path: {rel}\n    description: {json.dumps(description)}\n"
+    where = f"adapter: {rel}\n    base: {json.dumps(base)}" if base else f"path: {rel}"
+    text += f"  {name}:\n    {where}\n    description: {json.dumps(description)}\n"
     write_text_atomic(path, text)
     load_registry(path)  # what was written must read back
     return path

@@ -68,7 +68,12 @@ def pipeline(
             curve=curve,
             curve_name=name,
         )
-    tuned = ModelSpec(name, "path", str(model_dir), description=f"{base.name} after SFT")
+    kind = "adapter" if (model_dir / "adapter_config.json").is_file() else "path"
+    # an adapter's base as this pipeline was given it (a registry name ships a packaged GGUF)
+    base_ref = base.name if base.package else base.location
+    tuned = ModelSpec(
+        name, kind, str(model_dir), description=f"{base.name} after SFT", base=base_ref
+    )
     log(f"[3/3] evaluating {name}")
     summary = evaluate(suites, [tuned], run_dir, settings, resume=True, log=log, progress=progress)
     comparison = paired(RunFolder(run_dir).read_samples(), base.name, name)

@@ -15,13 +15,14 @@ import copy
 import hashlib
 import random
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from ..adapters import merged
 from ..errors import InputError
 from ..evaluation import DecodeSettings, evaluate
 from ..files import write_json_atomic
@@ -191,14 +192,21 @@ class CurveCallback(TrainerCallback):
         self.done.add(step)
         start = time.perf_counter()
         net = getattr(model, "module", model)  # under DistributedDataParallel
+        # a LoRA run decodes its adapter merged into the base, as `harness run` decodes it
+        adapter = net if hasattr(net, "get_base_model") else None
+        decoded = adapter.get_base_model() if adapter is not None else net
         name = point_name(self.name, step)
         training = self._training_info(state, scheduler)
         fingerprint = "sha256:" + hashlib.sha256(f"{self.identity}:{step}".encode()).hexdigest()
         # the self-check re-decodes alone: once, at the end, is enough to catch a batch effect
         decode = self.plan.decode if final else replace(self.plan.decode, self_check=0)
-        with _random_state_kept(), _attention(net, self.attention):
+        with (
+            _random_state_kept(),
+            _attention(decoded, self.attention),
+            merged(adapter, adapter.active_adapter) if adapter is not None else nullcontext(),
+        ):
             lm = from_memory(
-                net,
+                decoded,
                 self.base.tokenizer,
                 name,
                 self.base.spec.chat_template,

@@ -81,7 +81,10 @@ def run_sft(
         settings, keys = settings_from_yaml(config, settings)
         chosen |= keys
         preset += f"+{config}"
-    if overrides := {k: v for k, v in (overrides or {}).items() if v is not None}:
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "lora" in overrides and settings.lora:  # --lora with the config's own lora: settings
+        del overrides["lora"]
+    if overrides:
         settings = replace(settings, **overrides)
         chosen |= set(overrides)
         preset += "+flags"
@@ -101,6 +104,7 @@ def run_sft(
         return info
     info["overlaps_allowed"] = len(overlaps)
     if name:
-        path = register(name, out, f"{spec.name} fine-tuned on {data_spec}", registry)
+        adapter = spec.name if settings.lora else None
+        path = register(name, out, f"{spec.name} fine-tuned on {data_spec}", registry, adapter)
         info["registered"] = f"{path}: {name}"
     return info

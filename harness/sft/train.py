@@ -33,6 +33,7 @@ from . import varlen
 from .compiling import compile_layers
 from .curve import CurveCallback, CurvePlan
 from .data import SFTData
+from .lora import LoraSettings, lora_from_yaml
 from .memory import fit_to_card
 
 EMBEDDED_MAX_PARAMS = 10_000_000  # below this, a model gets the fast "embedded" preset
@@ -81,6 +82,8 @@ class SFTSettings:
     # where the Trainer's logs go (TrainingArguments.report_to): the loss, and the evaluation
     # curve's eval/SUITE/accuracy, repetition_rate and no_stop_rate at each point
     report_to: str = "none"
+    # LoRA adapters instead of full weights (harness/sft/lora.py; None: every weight trains)
+    lora: LoraSettings | None = None
 
 
 # The tutorial's hyper-parameters, for real models.
@@ -163,6 +166,12 @@ def settings_from_yaml(path: Path, base: SFTSettings) -> tuple[SFTSettings, set[
                 Problem(str(path), f"unknown setting (known: {', '.join(types)})", line, str(key))
             )
             continue
+        if key == "lora":
+            before = len(problems)
+            lora = lora_from_yaml(value, str(path), line, problems)
+            if len(problems) == before:
+                values[key] = lora
+            continue
         want = {"float": float, "int": int, "str": str, "bool": bool}[str(types[key])]
         ok = isinstance(value, want) or (want is float and isinstance(value, int))
         if not ok or (isinstance(value, bool) and want is not bool):
@@ -205,6 +214,14 @@ def respect_choices(
         settings = replace(settings, lr_reference_rows=0)
     if "warmup_steps" in chosen and "warmup_max_fraction" not in chosen:
         settings = replace(settings, warmup_max_fraction=0.0)
+    if settings.lora and "learning_rate" not in chosen and settings.lora.lr_scale != 1:
+        scale = settings.lora.lr_scale
+        log(f"LoRA: learning rate x {scale:g} (lora.lr_scale), the rate adapters learn at")
+        settings = replace(
+            settings,
+            learning_rate=settings.learning_rate * scale,
+            lr_max=settings.lr_max * scale,
+        )
     sizes = {"batch_size", "max_length", "grad_accum"} & chosen
     if settings.min_steps and sizes and "min_steps" not in chosen:
         log(f"step size as chosen ({', '.join(sorted(sizes))}; not resized to the data)")
@@ -441,7 +458,11 @@ def make_trainer(
 
         trainer_class = SyncFreeSFTTrainer
     trainer = trainer_class(
-        model=lm.model, args=config, train_dataset=dataset, processing_class=lm.tokenizer
+        model=lm.model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=lm.tokenizer,
+        peft_config=settings.lora.peft_config() if settings.lora else None,
     )
     if settings.sync_free and settings.compile and on_gpu:
         from .head import compiled_tile
@@ -534,7 +555,10 @@ def train(
         eos_token_id=stop_ids, pad_token_id=lm.tokenizer.pad_token_id
     )
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    if settings.lora:  # the adapter alone, naming its base so that `harness run` finds it
+        model.peft_config["default"].base_model_name_or_path = base_reference(lm.spec, out)
+    # save_embedding_layers=False: peft would look the base up on the hub to decide
+    model.save_pretrained(out, **({"save_embedding_layers": False} if settings.lora else {}))
     lm.tokenizer.save_pretrained(out)
     info = {
         "base_model": lm.spec.name,
@@ -557,6 +581,8 @@ def train(
         "loss_curve": losses,
         "steps": trainer.state.global_step,
         "eos_token_ids": stop_ids,
+        "adapter": bool(settings.lora),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "resumed_from": str(resume) if resume else None,
         "seconds": round(time.time() - start, 1),
         "versions": {**versions(), "trl": _trl_version()},
@@ -581,6 +607,18 @@ def train(
     write_json_atomic(out / "sft.json", info)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return info
+
+
+def base_reference(spec: Any, out: Path) -> str:
+    """How an adapter saved in `out` names its base: the registry's name, else the base's folder
+    relative to the adapter's (both move together in a repository), else its hub id."""
+    from ..models import load_registry
+
+    if spec.name in load_registry():
+        return spec.name
+    if spec.source in ("path", "gguf") and not spec.package:
+        return os.path.relpath(Path(spec.location).resolve(), out.resolve())
+    return spec.location
 
 
 def _curve_point(logged: dict[str, Any]) -> dict[str, Any]:

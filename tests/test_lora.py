@@ -1,0 +1,130 @@
+"""LoRA: an adapter trains, saves alone, and is evaluated on its base exactly as the same adapter
+merged into the base and saved as a full model; adapters of one base share one loaded base."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import harness.adapters as adapters
+from harness.errors import InputError
+from harness.models import ModelSpec, load, load_registry
+from harness.results import RunFolder
+
+from .conftest import chat_rows, jsonl, run_args, run_cli, sft_args
+
+SUITE = """name: plus
+defaults: {max_new_tokens: 10, scorer: numeric}
+questions:
+""" + "".join(f"  - {{id: q{a}, prompt: 'What is {a} + 1?', answer: {a + 1}}}\n" for a in range(8))
+
+
+def outputs(folder, model):
+    rows = RunFolder(folder).read_samples()
+    return {r["id"]: (r["output"], r["finish_reason"]) for r in rows if r["model"] == model}
+
+
+@pytest.fixture(scope="module")
+def trained(chat_model_dir, tmp_path_factory):
+    """Two adapters of the chat model, trained with different learning rates."""
+    root = tmp_path_factory.mktemp("lora")
+    data = root / "d.jsonl"
+    data.write_text(jsonl(chat_rows(256)))
+    made = {}
+    for name, lr in (("a1", 2e-2), ("a2", 5e-2)):
+        config = root / f"{name}.yaml"
+        config.write_text(f"epochs: 4\nlearning_rate: {lr}\nlora: {{r: 8, alpha: 16}}\n")
+        out = root / name
+        assert run_cli(*sft_args(chat_model_dir, data, out, config=config)) == 0
+        made[name] = out
+    return root, made
+
+
+def test_the_adapter_is_saved_alone_and_names_its_base(trained, chat_model_dir):
+    _, made = trained
+    folder = made["a1"]
+    assert (folder / "adapter_model.safetensors").is_file()
+    assert not (folder / "config.json").exists() and not (folder / "model.safetensors").exists()
+    info = json.loads((folder / "sft.json").read_text())
+    assert info["adapter"] is True and info["settings"]["lora"]["r"] == 8
+    assert (
+        0
+        < info["trainable_parameters"]
+        < load(ModelSpec("b", "path", str(chat_model_dir))).n_params
+    )
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert (folder / config["base_model_name_or_path"]).resolve() == chat_model_dir.resolve()
+    # learning rate as chosen: not scaled by lora.lr_scale
+    assert info["settings"]["learning_rate"] == pytest.approx(2e-2)
+
+
+def test_an_adapter_decodes_as_its_merged_full_model(trained, chat_model_dir, write, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, made = trained
+    suite = write("plus.yaml", SUITE)
+    merged = tmp_path / "merged"
+    base = AutoModelForCausalLM.from_pretrained(chat_model_dir)
+    PeftModel.from_pretrained(base, made["a1"]).merge_and_unload().save_pretrained(merged)
+    AutoTokenizer.from_pretrained(chat_model_dir).save_pretrained(merged)
+    # the adapter first, then its base: the base must come back without the adapter
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    assert run_cli(*run_args(suite, f"{made['a1']},{chat_model_dir}", both)) == 0
+    assert run_cli(*run_args(suite, f"{merged},{chat_model_dir}", alone)) == 0
+    assert outputs(both, str(made["a1"])) == outputs(alone, str(merged))
+    assert outputs(both, str(chat_model_dir)) == outputs(alone, str(chat_model_dir))
+    assert outputs(both, str(made["a1"])) != outputs(both, str(chat_model_dir))  # it learned
+    info = RunFolder(both).read_run()["models"][str(made["a1"])]
+    base_print = RunFolder(both).read_run()["models"][str(chat_model_dir)]["fingerprint"]
+    assert info["adapter"]["base_fingerprint"] == base_print
+    assert info["fingerprint"] not in (base_print, info["adapter"]["adapter_fingerprint"])
+
+
+def test_adapters_of_one_base_load_it_once(trained, chat_model_dir, write, tmp_path, monkeypatch):
+    _, made = trained
+    suite = write("plus.yaml", SUITE)
+    loads = []
+    real = adapters.load
+    monkeypatch.setattr(adapters, "load", lambda spec, **kw: loads.append(spec) or real(spec, **kw))
+    shared = tmp_path / "shared"
+    models = f"{made['a1']},{chat_model_dir},{made['a2']}"
+    assert run_cli(*run_args(suite, models, shared)) == 0
+    assert len(loads) == 1
+    for name in ("a1", "a2"):  # each as it decodes alone on a fresh base
+        alone = tmp_path / name
+        assert run_cli(*run_args(suite, made[name], alone)) == 0
+        assert outputs(shared, str(made[name])) == outputs(alone, str(made[name]))
+    assert outputs(shared, str(made["a1"])) != outputs(shared, str(made["a2"]))
+
+
+def test_a_registered_adapter_resolves_its_base_by_name(trained, chat_model_dir, tmp_path):
+    _, made = trained
+    registry = tmp_path / "models.yaml"
+    registry.write_text(
+        f"models:\n  tiny:\n    path: {chat_model_dir}\n"
+        f"  tuned:\n    adapter: {made['a1']}\n    base: tiny\n"
+    )
+    specs = load_registry(registry)
+    assert specs["tuned"].source == "adapter" and specs["tuned"].base == "tiny"
+    assert adapters.base_spec(specs["tuned"], specs) == specs["tiny"]
+
+
+def test_bad_adapters_name_the_adapter_and_its_base(trained, tiny_tokenizer, tmp_path):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from harness.tiny import MODEL_SHAPE
+
+    _, made = trained
+    lost = ModelSpec("lost", "adapter", str(made["a1"]), base=str(tmp_path / "gone"))
+    with pytest.raises(InputError, match=r"adapter 'lost' .*its base '.*gone' cannot be found"):
+        load(lost)
+    # a base of another shape: peft's size mismatch, said with both names
+    other = tmp_path / "wide"
+    shape = {**MODEL_SHAPE, "intermediate_size": 2 * MODEL_SHAPE["intermediate_size"]}
+    Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tiny_tokenizer), **shape)).save_pretrained(other)
+    tiny_tokenizer.save_pretrained(other)
+    wrong = ModelSpec("wrong", "adapter", str(made["a1"]), base=str(other))
+    with pytest.raises(InputError, match=r"adapter 'wrong' .* does not fit its base '.*wide'"):
+        load(wrong)
