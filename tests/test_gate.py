@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shutil
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from harness import gating
 from harness.baseline import read_baseline, write_baseline
 from harness.errors import InputError
-from harness.gating import gate, load_rules
+from harness.gating import Fraction, SuitePair, Verdict, gate, load_rules
 from harness.results import RunFolder
 
 from .conftest import PROJECT, run_args, run_cli
@@ -185,3 +188,58 @@ def test_run_with_gate_and_the_committed_baseline(tmp_path, capsys):
     assert code == 0, printed
     assert "gate passed" in printed and "min_accuracy" in printed
     assert "suite 'general'" not in printed  # only math ran: nothing else is gated
+
+
+@contextmanager
+def accuracy_ceiling_rule() -> Iterator[str]:
+    """A rule registered for one test only: a ceiling on the candidate's accuracy."""
+
+    @gating.rule("max_accuracy")
+    def max_accuracy(pair: SuitePair, *, ceiling: Fraction | None = None) -> Verdict | None:
+        if ceiling is None:
+            return None
+        right = sum(v["correct"] for v in pair.current.values())
+        accuracy = right / len(pair.current)
+        return Verdict(
+            None,
+            accuracy,
+            f"<= {100 * ceiling:.1f}%",
+            accuracy <= ceiling,
+            f"{right}/{len(pair.current)} right",
+            message=f"suspiciously good: {right}/{len(pair.current)} right",
+        )
+
+    try:
+        yield "max_accuracy"
+    finally:
+        gating.unregister("max_accuracy")
+
+
+def test_a_registered_rule_is_gated_reported_and_validated(shipped_run, tmp_path, write, capsys):
+    run, baseline = shipped_run
+    rules = write("ceiling.yaml", "models: [sft]\nsuites:\n  math: {max_accuracy: 0.1}\n")
+    wrong = write("wrong.yaml", "defaults:\n  max_accuracy_drop: 0.0\n  max_accuracy: high\n")
+    junit = tmp_path / "junit.xml"
+    with accuracy_ceiling_rule() as name:
+        assert load_rules(rules).for_suite("math").max_accuracy == 0.1
+        with pytest.raises(InputError) as bad:
+            load_rules(wrong)
+        assert str(bad.value) == (
+            f"{wrong}:3: defaults.max_accuracy: expected a fraction between 0 and 1, got 'high'"
+        )
+        args = ("gate", "--baseline", str(baseline), str(run), "--rules", str(rules))
+        assert run_cli(*args, "--junit", str(junit)) == 1
+        out = capsys.readouterr().out
+        assert "GATE FAILED: 1 check(s) regressed" in out
+        assert "sft / math: max_accuracy: suspiciously good: 76/324 right" in out
+        cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+        failure = cases[f"math: {name}"].find("failure")
+        assert failure is not None and failure.get("message") == (
+            "max_accuracy: 76/324 right (limit <= 10.0%)"
+        )
+        assert f"general: {name}" not in cases  # unset there: the rule does not apply
+        assert cases["math: max_accuracy_drop"].find("failure") is None
+    assert "max_accuracy" not in gating.RULES
+    with pytest.raises(InputError, match="suites.math.max_accuracy: unknown rule"):
+        load_rules(rules)
+    assert gate(read_baseline(baseline), run, load_rules(None)).passed

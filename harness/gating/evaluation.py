@@ -1,0 +1,177 @@
+"""Pair the run's candidates with the baseline's models, then run every registered rule on each
+suite both answered. Only the questions both sides have are compared: the evidence is paired."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..results import RunFolder
+from ..sample import as_samples
+from .config import Rules
+from .registry import RULES, SuitePair, Verdict
+
+
+@dataclass(frozen=True)
+class Check:
+    model: str
+    baseline_model: str
+    suite: str
+    rule: str
+    baseline: float | None
+    current: float
+    limit: str
+    passed: bool
+    detail: str = ""  # the evidence: difference, interval, p-value
+    broken: tuple[str, ...] = ()  # question ids right in the baseline, wrong now
+    detectable: float | None = None  # the smallest drop the suite detects (80% power)
+    message: str = ""  # what the failure line says after the rule's name
+
+
+@dataclass
+class GateResult:
+    checks: list[Check]
+    notes: list[str]
+    warnings: list[str] = field(default_factory=list)  # rules a suite is too small to enforce
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def _pairs(
+    run_models: list[str],
+    baseline_models: list[str],
+    rules: Rules,
+    candidate: str | None,
+    baseline_model: str | None,
+) -> list[tuple[str, str]]:
+    if candidate or baseline_model:
+        cand = candidate or baseline_model
+        base = baseline_model or candidate
+        if cand not in run_models:
+            raise InputError(
+                f"the run has no model '{cand}' (it has {', '.join(run_models)})",
+                argument="candidate",
+            )
+        if base not in baseline_models:
+            raise InputError(
+                f"the baseline has no model '{base}' (it has {', '.join(baseline_models)})",
+                argument="baseline_model",
+            )
+        return [(cand, base)]
+    gated = [m for m in run_models if rules.models is None or m in rules.models]
+    pairs = [(m, m) for m in gated if m in baseline_models]
+    if not pairs:
+        raise InputError(
+            f"no model of the run ({', '.join(run_models)}) has a namesake in the baseline "
+            f"({', '.join(baseline_models)}){' among the rules models' if rules.models else ''}; "
+            "name the candidate and the baseline model to pair them",
+            argument="candidate",
+        )
+    return pairs
+
+
+def gate(
+    baseline: dict[str, Any],
+    run_dir: Path,
+    rules: Rules,
+    *,
+    candidate: str | None = None,
+    baseline_model: str | None = None,
+) -> GateResult:
+    folder = RunFolder(run_dir)
+    if not folder.samples.exists() or not folder.run_json.exists():
+        raise InputError(f"{run_dir}: not a run folder (needs run.json and samples.jsonl)")
+    run = folder.read_run()
+    samples = as_samples(folder.read_samples())
+    run_models = list(dict.fromkeys(s.model for s in samples))
+    notes: list[str] = []
+    changed = [
+        s
+        for s, info in run.get("suites", {}).items()
+        if s in baseline["suites"] and baseline["suites"][s]["hash"] != info["hash"]
+    ]
+    if changed:
+        raise InputError(
+            "suite changed under the baseline: "
+            + ", ".join(
+                f"{s} (baseline {baseline['suites'][s]['hash']}, run {run['suites'][s]['hash']})"
+                for s in changed
+            )
+            + "; the scores are not comparable. If the change is intended, make a new baseline "
+            "(harness baseline RUN_DIR) and commit it with the suite"
+        )
+    common_suites = [s for s in run.get("suites", {}) if s in baseline["suites"]]
+    for s in run.get("suites", {}):
+        if s not in baseline["suites"]:
+            notes.append(f"suite '{s}' is not in the baseline: not gated")
+    if not common_suites:
+        raise InputError(
+            f"the run's suites ({', '.join(run.get('suites', {}))}) are not in the "
+            f"baseline ({', '.join(baseline['suites'])})"
+        )
+    result = GateResult([], notes)
+    for cand, base_name in _pairs(
+        run_models, list(baseline["models"]), rules, candidate, baseline_model
+    ):
+        b_model = baseline["models"][base_name]
+        fp = run["models"].get(cand, {}).get("fingerprint")
+        if fp and fp == b_model.get("fingerprint"):
+            notes.append(f"{cand}: the same weights as the baseline's {base_name}")
+        cur_q: dict[str, dict[str, dict[str, bool]]] = {}
+        for s in samples:
+            if s.model == cand:
+                cur_q.setdefault(s.suite, {})[s.id] = s.outcome()
+        for suite in common_suites:
+            if suite not in cur_q or suite not in b_model["questions"]:
+                notes.append(f"{cand}/{suite}: no samples on one side: not gated")
+                continue
+            pair = SuitePair(
+                cand,
+                base_name,
+                suite,
+                b_model["questions"][suite],
+                cur_q[suite],
+                rules.alpha,
+                rules.strict_power,
+                rules.for_suite(suite),
+            )
+            _judge(pair, result)
+    return result
+
+
+def _judge(pair: SuitePair, result: GateResult) -> None:
+    """Every registered rule's verdict on one suite, added to the result."""
+    n, n_base, n_cur = len(pair.keys), len(pair.baseline), len(pair.current)
+    if n < n_cur or n < n_base:
+        result.notes.append(
+            f"{pair.model}/{pair.suite}: compared on the {n} questions both have "
+            f"(baseline {n_base}, run {n_cur})"
+        )
+    for info in list(RULES.values()):
+        verdict = info.judge(pair)
+        if verdict is None:
+            continue
+        if verdict.warning:
+            result.warnings.append(verdict.warning)
+        result.checks.append(_check(pair, info.name, verdict))
+
+
+def _check(pair: SuitePair, rule: str, v: Verdict) -> Check:
+    return Check(
+        pair.model,
+        pair.baseline_model,
+        pair.suite,
+        rule,
+        v.baseline,
+        v.current,
+        v.limit,
+        v.passed,
+        v.detail,
+        v.broken,
+        v.detectable,
+        v.message if v.message is not None else f"{v.detail} (limit {v.limit})",
+    )
