@@ -56,6 +56,7 @@ def make_baseline(run_dir: Path) -> dict[str, Any]:
             for name, info in run["suites"].items()
         },
         "models": models,
+        "judges": run.get("judges", {}),  # per judged suite: judge, fingerprint, rubric hash
     }
 
 

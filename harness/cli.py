@@ -284,7 +284,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .evaluation import rescore
     from .tables import summary_table
 
-    summary = rescore(Path(args.run_dir))
+    summary = rescore(Path(args.run_dir), progress=not args.quiet)
     print(summary_table(summary))
     return 0
 
@@ -612,8 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gate_cmd.set_defaults(func=cmd_gate)
 
-    score = sub.add_parser("score", help="re-score a run folder without generating")
+    score = sub.add_parser(
+        "score", help="re-score a run folder without generating (judges read the answers again)"
+    )
     score.add_argument("run_dir", metavar="RUN_DIR")
+    score.add_argument("--quiet", action="store_true", help="no progress bars")
     score.set_defaults(func=cmd_score)
 
     sft = sub.add_parser("sft", help="fine-tune a model with TRL (assistant-only loss)")

@@ -132,6 +132,15 @@ def compare_runs(
     notes = []
     suites_a = folders[0].read_run().get("suites", {}) if folders[0].run_json.exists() else {}
     suites_b = folders[1].read_run().get("suites", {}) if folders[1].run_json.exists() else {}
+    judges_a, judges_b = (
+        f.read_run().get("judges", {}) if f.run_json.exists() else {} for f in folders
+    )
+    for name in sorted(set(suites_a) & set(suites_b)):
+        if _judge_ids(judges_a, name) != _judge_ids(judges_b, name):
+            notes.append(
+                f"suite '{name}' was judged by different judges or rubrics in the two runs: "
+                "its verdicts are not comparable"
+            )
     for name in sorted(set(suites_a) & set(suites_b)):
         if suites_a[name]["hash"] != suites_b[name]["hash"]:
             notes.append(
@@ -146,3 +155,8 @@ def compare_runs(
         },
         "notes": notes,
     }
+
+
+def _judge_ids(judges: dict[str, Any], suite: str) -> list[tuple[str, str]]:
+    """The judges' fingerprints and rubric hashes behind a suite's verdicts in one run."""
+    return sorted((e["fingerprint"], e["rubric_hash"]) for e in judges.get(suite, []))

@@ -1,7 +1,8 @@
 """`harness run`: suites × models → a run folder (run.json, samples.jsonl, summary.json).
 
 The one place that wires the stages together: load a model, render its prompts, decode batch
-by batch, score each sample as its batch lands, append, and summarise at the end. A rerun with
+by batch, score each sample as its batch lands, append; then let the judges of model-graded
+scorers read the answers (harness/judging.py), and summarise at the end. A rerun with
 `resume=True` skips what samples.jsonl already holds, after checking that the suites, models and
 decode settings are the ones the run started with.
 """
@@ -23,12 +24,13 @@ from .chat import render
 from .distributed import World, world_from_env
 from .env import host, versions
 from .errors import InputError, RunExists
+from .judging import Verdicts, check_judges, judge_pass
 from .logs import LOG, say
 from .models import LoadedModel, ModelSpec, evaluation_mode
 from .results import RunFolder, key_of, read_json
 from .runner import Generation, Request, choose_decoder, generate
 from .sample import Sample, as_samples
-from .scoring import score
+from .scoring import Score, score
 from .selfcheck import DEFAULT_QUESTIONS, self_check
 from .suites import Question, Suite, load_suite
 from .summarize import summarize
@@ -62,9 +64,17 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def make_record(model: str, suite: Suite, q: Question, prompt: str, gen: Generation) -> dict:
-    """One line of samples.jsonl: the question, what the model said, and how it scored."""
-    result, repetition = score(q.scorers, gen.output, q.answer, gen.finish_reason)
+def make_record(
+    model: str,
+    suite: Suite,
+    q: Question,
+    prompt: str,
+    gen: Generation,
+    verdicts: dict[int, Score] | None = None,
+) -> dict:
+    """One line of samples.jsonl: the question, what the model said, and how it scored
+    (`verdicts`: the judges' results for the question's model-graded scorers, by index)."""
+    result, repetition = score(q.scorers, gen.output, q.answer, gen.finish_reason, verdicts)
     return Sample(
         model=model,
         suite=suite.name,
@@ -150,6 +160,7 @@ def evaluate(
     alone writes run.json, merges the shards and summarises.
     """
     world = world_from_env()
+    judges = check_judges(suites)  # a missing judge fails here, before any generation
     folder = RunFolder(out)
     if world.main:
         run = _start(folder, suites, settings, resume)
@@ -179,7 +190,23 @@ def evaluate(
     if not world.main:
         return None
     folder.merge_shards([_name(m) for m in models], [s.name for s in suites])
-    summary = _summary(folder, {_name(m) for m in models})
+    if judges:  # the judged models are freed: the judges load one at a time
+        questions = {(s.name, q.id): (s, q) for s in suites for q in s.questions}
+        records = _judged(
+            folder,
+            run,
+            folder.read_samples(),
+            questions,
+            judges,
+            settings,
+            device,
+            trust_remote_code,
+            log,
+            progress,
+        )
+        summary = summarize(records)
+    else:
+        summary = _summary(folder, {_name(m) for m in models})
     summary["run"] = str(folder.path)
     folder.write_summary(summary)
     run["status"] = "complete"
@@ -363,24 +390,103 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False)
 
 
-def rescore(out: Path) -> dict[str, Any]:
-    """Score samples.jsonl again with the suites' current scorers, without generating."""
+def _judged(
+    folder: RunFolder,
+    run: dict[str, Any],
+    records: list[dict[str, Any]] | list[Sample],
+    questions: dict[tuple[str, str], tuple[Suite, Question]],
+    judges: dict[str, ModelSpec],
+    settings: DecodeSettings,
+    device: str,
+    trust_remote_code: bool,
+    log: Callable[[str], None],
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """The judging pass over the run's samples: rewrites samples.jsonl with the verdicts and
+    records the judges in run.json."""
+    samples = as_samples(records)
+    verdicts, used = judge_pass(
+        samples,
+        {key: q for key, (_, q) in questions.items()},
+        judges,
+        device=device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+        decoder=settings.decoder,
+        trust_remote_code=trust_remote_code,
+        log=log,
+        progress=progress,
+    )
+    records = _rebuilt(samples, questions, verdicts)
+    folder.rewrite_samples(records)
+    run["judges"] = used
+    folder.write_run(run)
+    return records
+
+
+def _rebuilt(
+    samples: list[Sample],
+    questions: dict[tuple[str, str], tuple[Suite, Question]],
+    verdicts: Verdicts,
+) -> list[dict[str, Any]]:
+    """The samples scored again from their stored outputs (and the judges' verdicts)."""
+    records = []
+    for i, r in enumerate(samples):
+        suite, q = questions[(r.suite, r.id)]
+        gen = Generation(
+            r.id, r.output, r.finish_reason, r.new_tokens, r.prompt_tokens, r.error, r.min_margin
+        )
+        records.append(make_record(r.model, suite, q, r.prompt, gen, verdicts.get(i)))
+    return records
+
+
+def _settings_of(run: dict[str, Any]) -> DecodeSettings:
+    """The decode settings a run was made with (the judges decode with them again)."""
+    decode = run.get("decode", {})
+    batch = decode.get("batch_size", "auto")
+    return DecodeSettings(
+        batch_size=batch if isinstance(batch, int) else None,
+        device=decode.get("device", "auto"),
+        dtype=decode.get("dtype", "auto"),
+        decoder=decode.get("decoder", "auto"),
+    )
+
+
+def rescore(out: Path, *, log: Callable[[str], None] = say, progress: bool = True) -> dict:
+    """Score samples.jsonl again with the suites' current scorers, without generating; the
+    judges of model-graded scorers read the answers again, with the run's decode settings."""
     folder = RunFolder(out)
     run = folder.read_run()
     suites = {name: load_suite(Path(info["path"])) for name, info in run["suites"].items()}
-    records = []
-    for r in as_samples(folder.read_samples()):
+    samples = as_samples(folder.read_samples())
+    questions: dict[tuple[str, str], tuple[Suite, Question]] = {}
+    for r in samples:
         suite = suites[r.suite]
         q = next((q for q in suite.questions if q.id == r.id), None)
         if q is None:
             raise InputError(f"{suite.path}: question '{r.id}' of {out} is gone from the suite")
         if q.prompt != r.question:
             raise InputError(f"{suite.path}: question '{q.id}' has a new prompt; run it again")
-        gen = Generation(
-            r.id, r.output, r.finish_reason, r.new_tokens, r.prompt_tokens, r.error, r.min_margin
+        questions[(r.suite, r.id)] = (suite, q)
+    judges = check_judges(suites.values())
+    if judges:
+        settings = _settings_of(run)
+        records = _judged(
+            folder,
+            run,
+            samples,
+            questions,
+            judges,
+            settings,
+            settings.device,
+            False,
+            log,
+            progress,
         )
-        records.append(make_record(r.model, suite, q, r.prompt, gen))
-    folder.rewrite_samples(records)
+    else:
+        records = _rebuilt(samples, questions, {})
+        folder.rewrite_samples(records)
+        run.pop("judges", None)
     summary = summarize(records)
     summary["run"] = str(folder.path)
     folder.write_summary(summary)

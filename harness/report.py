@@ -68,6 +68,7 @@ def _env() -> Environment:
     env.filters["pct"] = lambda x: f"{100 * x:.1f}%"
     env.filters["md"] = md_cell
     env.filters["short_hash"] = lambda h: str(h).split(":")[-1][:12]
+    env.filters["verdict"] = verdict_text
     return env
 
 
@@ -106,7 +107,11 @@ def context(folder: RunFolder) -> dict[str, Any]:
             },
         )
         # the template's view of a sample: its fields and the highlighted output
-        row["cells"][r.model] = {**vars(r), "html": highlight(r.output, r.repetition)}
+        row["cells"][r.model] = {
+            **vars(r),
+            "html": highlight(r.output, r.repetition),
+            "judgement": r.judgement,
+        }
     tags = sorted({t for row in by_question.values() for t in row["tags"]})
     suite_index = {s: i for i, s in enumerate(suites)}
     tag_index = {t: i for i, t in enumerate(tags)}
@@ -142,6 +147,13 @@ def context(folder: RunFolder) -> dict[str, Any]:
         "colors": {m: color(i) for i, m in enumerate(models)},
         "suites": suites,
         "scores": scores,
+        "judges": _judges(run, suites),
+        "unparsed": [
+            (m, s, scores[m][s]["judge_unparsed"], scores[m][s]["judged"])
+            for s in suites
+            for m in models
+            if scores.get(m, {}).get(s, {}).get("judge_unparsed")
+        ],
         "tags": tags,
         "suite_tags": {
             s: sorted({t for m in models for t in scores.get(m, {}).get(s, {}).get("by_tag", {})})
@@ -196,6 +208,20 @@ def _answer(p: Any, alpha: float = 0.05) -> dict[str, Any]:
     return {"suite": p.suite, "text": text, "significant": significant, "better": p.difference > 0}
 
 
+def _judges(run: dict[str, Any], suites: list[str]) -> list[dict[str, Any]]:
+    """One row per judged suite and judge: who graded, with which rubric."""
+    return [{"suite": s, **e} for s in suites for e in run.get("judges", {}).get(s, [])]
+
+
+def verdict_text(judgement: dict[str, Any] | None) -> str:
+    """A judge's verdict in a few characters: the grade, or why there is none."""
+    if judgement is None:
+        return ""
+    if "skipped" in judgement:
+        return "not judged"
+    return str(judgement["verdict"]) if judgement["parsed"] else "unreadable"
+
+
 def _self_checks(run: dict[str, Any], models: list[str]) -> dict[str, Any]:
     """Per model: its decoder, and the self-check's outcome (runs before it have none)."""
     out = {}
@@ -240,8 +266,8 @@ def _changed_md(questions: list[dict[str, Any]], a: str, b: str) -> dict[str, An
                     md_cell(q["id"]),
                     md_cell(q["question"], 50),
                     "fixed" if cb["correct"] else "broken",
-                    md_cell(ca["output"], 40),
-                    md_cell(cb["output"], 40),
+                    md_cell(ca["output"], 40) + _md_verdict(ca["judgement"]),
+                    md_cell(cb["output"], 40) + _md_verdict(cb["judgement"]),
                 ]
             )
     table = (
@@ -262,6 +288,10 @@ def _changed_md(questions: list[dict[str, Any]], a: str, b: str) -> dict[str, An
     }
 
 
+def _md_verdict(judgement: dict[str, Any] | None) -> str:
+    return f" (judge: {md_cell(verdict_text(judgement))})" if judgement else ""
+
+
 def write_reports(run_dir: Path) -> tuple[Path, Path]:
     """Render report.html and report.md into the run folder (each written atomically)."""
     folder = RunFolder(run_dir)
@@ -273,4 +303,3 @@ def write_reports(run_dir: Path) -> tuple[Path, Path]:
     write_text_atomic(html_path, html)
     write_text_atomic(md_path, md)
     return html_path, md_path
-

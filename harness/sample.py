@@ -54,6 +54,19 @@ class Sample:
         """A tail loop, or seq-rep-4 of 0.5 or more (scoring/repetition.py)."""
         return bool(self.repetition.get("repeated", False))
 
+    @property
+    def judgement(self) -> dict[str, Any] | None:
+        """What a judge said about this answer (`detail["judge"]`: its output, the verdict it
+        gave, whether the verdict could be read), or None where no judge read it."""
+        found = self.detail.get("judge") if isinstance(self.detail, dict) else None
+        return found if isinstance(found, dict) and "parsed" in found else None
+
+    @property
+    def judge_unparsed(self) -> bool:
+        """A judge read the answer but its verdict could not be read (scored wrong)."""
+        j = self.judgement
+        return j is not None and not j["parsed"] and "skipped" not in j
+
     def outcome(self) -> dict[str, bool]:
         """What a baseline keeps per question, and what the gate compares."""
         return {"correct": self.correct, "repeated": self.repeated, "no_stop": self.no_stop}

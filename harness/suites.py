@@ -11,11 +11,13 @@ from typing import Any
 from .errors import InputError, Problem, hint
 from .paths import display_path, suites_dirs
 from .scoring import SCORERS, ScorerSpec
-from .scoring.registry import REQUIRED, matches_type, type_name
+from .scoring.registry import REQUIRED, OptionError, matches_type, type_name
 from .suite_sources import read_source
 from .yamlio import MarkedDict, MarkedList, load_yaml, marked
 
 DEFAULT_MAX_NEW_TOKENS = 64
+# suites graded by a model live in this subfolder of a suites folder: found by name, not in `all`
+JUDGED_DIR = "judged"
 SUITE_KEYS = {"name", "description", "system", "defaults", "questions", "source"}
 DEFAULT_KEYS = {"max_new_tokens", "scorer", "tags"}
 QUESTION_KEYS = {
@@ -160,8 +162,19 @@ def _scorer_specs(
             if default is REQUIRED and key not in params:
                 chk.add(pline, f"{here}.{key}", f"scorer '{name}' needs option '{key}'")
                 ok = False
+        if ok and info.prepare is not None:
+            try:
+                params = info.prepare(dict(params), Path(chk.file).parent)
+            except OptionError as exc:
+                kline = item.line_of(exc.option) if isinstance(item, MarkedDict) else pline
+                chk.add(kline or pline, f"{here}.{exc.option}", str(exc))
+                ok = False
         if ok:
             specs.append(ScorerSpec(name, dict(params)))
+    graded = [s.type for s in specs if SCORERS[s.type].model_graded]
+    if len(graded) > 1:
+        chk.add(line, where, f"at most one model-graded scorer per question, got {len(graded)}")
+        return None
     return tuple(specs) if len(specs) == len(items) else None
 
 
@@ -380,11 +393,15 @@ def load_suite(path: Path) -> Suite:
     return parse_suite(load_yaml(path), str(path))
 
 
-def available_suites() -> dict[str, Path]:
-    """Suite names found in ./suites and the project's suites/ (the first wins)."""
+def available_suites(*, judged: bool = True) -> dict[str, Path]:
+    """Suite names found in ./suites and the project's suites/ (the first wins), with those in
+    their `judged/` subfolders unless `judged=False`."""
     found: dict[str, Path] = {}
     for folder in suites_dirs():
-        for path in sorted(folder.glob("*.yaml")):
+        paths = sorted(folder.glob("*.yaml"))
+        if judged:
+            paths += sorted((folder / JUDGED_DIR).glob("*.yaml"))
+        for path in paths:
             found.setdefault(path.stem, path)
     return found
 
@@ -396,8 +413,8 @@ def resolve_suites(spec: str) -> list[Path]:
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        if part == "all":
-            paths.extend(known.values())
+        if part == "all":  # judged suites load a second model: they run when named
+            paths.extend(available_suites(judged=False).values())
         elif part in known:
             paths.append(known[part])
         elif Path(part).is_file():

@@ -37,6 +37,13 @@ def _rates(samples: list[Sample]) -> dict[str, Any]:
     gen = len(ok) or 1
     repeated = sum(s.repeated for s in ok)
     no_stop = sum(s.no_stop for s in ok)
+    judged = [s for s in ok if s.judgement is not None]
+    # only where a judge graded: keyword-scored suites keep the summary they always had
+    judge = (
+        {"judged": len(judged), "judge_unparsed": sum(s.judge_unparsed for s in judged)}
+        if judged
+        else {}
+    )
     return {
         "n": n,
         "correct": correct,
@@ -49,6 +56,7 @@ def _rates(samples: list[Sample]) -> dict[str, Any]:
         "mean_new_tokens": round(sum(s.new_tokens for s in ok) / gen, 2),
         "mean_seq_rep_4": round(sum(s.repetition.get("seq_rep_4", 0.0) for s in ok) / gen, 4),
         "errors": n - len(ok),
+        **judge,
     }
 
 

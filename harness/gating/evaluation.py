@@ -74,6 +74,35 @@ def _pairs(
     return pairs
 
 
+def _refuse_other_judges(baseline: dict[str, Any], run: dict[str, Any]) -> None:
+    """A judged suite's verdicts are comparable only under the same judge (name and weights)
+    and the same rubric: refuse, naming both sides, where the run and the baseline differ."""
+
+    def judges(record: dict[str, Any], suite: str) -> list[tuple[str, str, str]]:
+        entries = record.get("judges", {}).get(suite, [])
+        return sorted((e["model"], e["fingerprint"], e["rubric_hash"]) for e in entries)
+
+    def shown(entries: list[tuple[str, str, str]]) -> str:
+        short = lambda h: h.split(":")[-1][:12]  # noqa: E731
+        return " + ".join(f"judge {m} {short(f)}, rubric {short(r)}" for m, f, r in entries)
+
+    differ = [
+        (suite, judges(baseline, suite), judges(run, suite))
+        for suite in run.get("suites", {})
+        if suite in baseline["suites"] and judges(baseline, suite) != judges(run, suite)
+    ]
+    if differ:
+        raise InputError(
+            "judged differently from the baseline: "
+            + "; ".join(
+                f"{suite} (baseline: {shown(b) or 'no judge'}; run: {shown(r) or 'no judge'})"
+                for suite, b, r in differ
+            )
+            + "; verdicts of different judges or rubrics are not comparable. Judge with the "
+            "baseline's judge and rubric, or make a new baseline (harness baseline RUN_DIR)"
+        )
+
+
 def gate(
     baseline: dict[str, Any],
     run_dir: Path,
@@ -86,6 +115,7 @@ def gate(
     if not folder.samples.exists() or not folder.run_json.exists():
         raise InputError(f"{run_dir}: not a run folder (needs run.json and samples.jsonl)")
     run = folder.read_run()
+    _refuse_other_judges(baseline, run)
     samples = as_samples(folder.read_samples())
     run_models = list(dict.fromkeys(s.model for s in samples))
     notes: list[str] = []

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from . import correctness  # noqa: F401  (registers the built-in scorers)
+from . import correctness, judge  # noqa: F401  (register the built-in scorers)
 from .registry import SCORERS, Candidate, Score, ScorerInfo, ScorerSpec, scorer
 from .repetition import Repetition, TailLoop, measure
 
@@ -23,13 +24,26 @@ __all__ = [
 
 
 def score(
-    specs: tuple[ScorerSpec, ...], output: str, answer: Any, finish_reason: str
+    specs: tuple[ScorerSpec, ...],
+    output: str,
+    answer: Any,
+    finish_reason: str,
+    verdicts: Mapping[int, Score] | None = None,
 ) -> tuple[Score, Repetition]:
-    """Apply every scorer of a question (all must pass; the value is their mean)."""
+    """Apply every scorer of a question (all must pass; the value is their mean).
+
+    `verdicts` holds the results of model-graded scorers by their index in `specs` (the judging
+    pass reaches them); without one such a scorer's result says it is pending. A model-graded
+    scorer's detail is always under its name (`detail["judge"]`), so readers find it in one place.
+    """
     repetition = measure(output)
     candidate = Candidate(output, answer, finish_reason, repetition)
-    results = [(spec.type, SCORERS[spec.type](candidate, **spec.params)) for spec in specs]
-    if len(results) == 1:
+    verdicts = verdicts or {}
+    results = [
+        (spec.type, verdicts[i] if i in verdicts else SCORERS[spec.type](candidate, **spec.params))
+        for i, spec in enumerate(specs)
+    ]
+    if len(results) == 1 and not SCORERS[specs[0].type].model_graded:
         return results[0][1], repetition
     detail = {name: s.detail for name, s in results}
     value = sum(s.value for _, s in results) / len(results)

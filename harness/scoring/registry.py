@@ -12,6 +12,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .repetition import Repetition
@@ -67,6 +68,19 @@ class Score:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+class OptionError(ValueError):
+    """A scorer option that passed its type check but cannot be used (a `prepare` hook raises
+    it; the suite validator reports it at the option's line)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+# prepare(options, the suite file's folder) -> the options to keep (e.g. a file read in)
+Prepare = Callable[[dict[str, Any], Path], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class ScorerInfo:
     name: str
@@ -76,6 +90,11 @@ class ScorerInfo:
     needs_answer: bool
     answer_type: Any
     doc: str
+    # checks beyond types, and options completed from files, when the suite is loaded
+    prepare: Prepare | None = None
+    # the verdict comes from a model in a batched pass after generation (harness/judging.py);
+    # the per-sample function only marks the sample as waiting for it
+    model_graded: bool = False
 
     def __call__(self, candidate: Candidate, **params: Any) -> Score:
         return self.fn(candidate, **params)
@@ -85,7 +104,12 @@ SCORERS: dict[str, ScorerInfo] = {}
 
 
 def scorer(
-    name: str, *, needs_answer: bool = False, answer_type: Any = None
+    name: str,
+    *,
+    needs_answer: bool = False,
+    answer_type: Any = None,
+    prepare: Prepare | None = None,
+    model_graded: bool = False,
 ) -> Callable[[Callable[..., Score]], Callable[..., Score]]:
     """Register `fn(candidate, *, option=default, ...) -> Score` under `name`."""
 
@@ -103,7 +127,9 @@ def scorer(
                     ranges[p.name] = bounds[0]
             params[p.name] = (hint, REQUIRED if p.default is p.empty else p.default)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        SCORERS[name] = ScorerInfo(name, fn, params, ranges, needs_answer, answer_type, doc)
+        SCORERS[name] = ScorerInfo(
+            name, fn, params, ranges, needs_answer, answer_type, doc, prepare, model_graded
+        )
         return fn
 
     return register
@@ -115,8 +141,13 @@ def type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (list, tuple):
         (inner, *_) = typing.get_args(tp) or (Any,)
         return f"a list of {type_name(inner)}s"
+    if typing.get_origin(tp) is dict:
+        key, value = typing.get_args(tp) or (Any, Any)
+        return f"a mapping of {type_name(key)}s to {type_name(value)}s"
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(type_name(t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
 
 
@@ -130,10 +161,17 @@ def matches_type(value: Any, tp: Any) -> bool:
     if origin in (list, tuple):
         (inner, *_) = typing.get_args(tp) or (Any,)
         return isinstance(value, list) and all(matches_type(v, inner) for v in value)
+    if origin is dict:
+        key, inner = typing.get_args(tp) or (Any, Any)
+        return isinstance(value, dict) and all(
+            matches_type(k, key) and matches_type(v, inner) for k, v in value.items()
+        )
     if origin is not None and typing.get_args(tp):  # a union
         return any(matches_type(value, t) for t in typing.get_args(tp))
     if tp is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if tp is type(None):
+        return value is None
     return isinstance(value, tp)
