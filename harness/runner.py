@@ -73,25 +73,10 @@ def prompt_lengths(lm: LoadedModel, requests: list[Request]) -> list[int]:
     return [len(ids) for ids in enc]
 
 
-def plan_batches(
-    lengths: list[int], batch_size: int, limits: list[int] | None = None
-) -> list[list[int]]:
-    """Indices into the requests: longest first, ties in request order, fixed size. With
-    `limits` (new tokens each request may take), requests whose limits round up to the same
-    power of two are batched apart from the others: a batch decodes until its largest limit, and
-    a few long answers would otherwise hold every short one to their length."""
-    group = [0] * len(lengths) if limits is None else [_bucket(n) for n in limits]
-    order = sorted(range(len(lengths)), key=lambda i: (group[i], -lengths[i], i))
-    batches: list[list[int]] = []
-    for i in order:
-        if not batches or len(batches[-1]) == batch_size or group[batches[-1][0]] != group[i]:
-            batches.append([])
-        batches[-1].append(i)
-    return batches
-
-
-def _bucket(limit: int) -> int:
-    return 1 << max(limit - 1, 0).bit_length()
+def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices into the requests: longest first, ties in request order, fixed size."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def sequence_bytes(lm: LoadedModel, longest: int) -> int:
@@ -367,9 +352,7 @@ def generate(
     if batch_size is None and ranks > 1 and decoder == "invariant":
         # each rank gets a batch even when one would hold them all; the outputs cannot change
         size = min(size, -(-len(requests) // ranks))
-    # a batch-invariant decoder may batch by answer length: the outputs cannot change
-    limits = [r.max_new_tokens for r in requests] if decoder == "invariant" else None
-    for number, indices in enumerate(plan_batches(lengths, size, limits)):
+    for number, indices in enumerate(plan_batches(lengths, size)):
         if number % ranks != rank:
             continue
         todo = [i for i in indices if requests[i].id not in skip]

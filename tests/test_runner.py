@@ -134,12 +134,3 @@ def test_skip_and_prompt_too_long(random_lm):
     assert set(by_id) == {"1", "2"}
     assert by_id["1"].finish_reason == "error" and "exceeds the model's context" in by_id["1"].error
     assert by_id["2"].error is None and by_id["2"].new_tokens > 0
-
-
-def test_plan_batches_by_limit_keeps_short_answers_apart_from_long_ones():
-    # limits 64 and 96..128 and 384 round to 64, 128 and 512: three groups, longest first in each
-    plan = plan_batches([3, 5, 3, 9, 1, 7], 8, limits=[96, 128, 384, 64, 128, 100])
-    assert plan == [[3], [5, 1, 0, 4], [2]]
-    assert plan_batches([3, 5, 3, 9, 1, 7], 2, limits=[96] * 6) == plan_batches(
-        [3, 5, 3, 9, 1, 7], 2
-    )
