@@ -20,6 +20,10 @@ questions:
 """ + "".join(f"  - {{id: q{a}, prompt: 'What is {a} + 1?', answer: {a + 1}}}\n" for a in range(8))
 
 
+# questions the training rows do not hold (the contamination check would refuse them)
+HELD_OUT = SUITE.replace("+ 1?", "+ 100?")
+
+
 def outputs(folder, model):
     rows = RunFolder(folder).read_samples()
     return {r["id"]: (r["output"], r["finish_reason"]) for r in rows if r["model"] == model}
@@ -128,3 +132,31 @@ def test_bad_adapters_name_the_adapter_and_its_base(trained, tiny_tokenizer, tmp
     wrong = ModelSpec("wrong", "adapter", str(made["a1"]), base=str(other))
     with pytest.raises(InputError, match=r"adapter 'wrong' .* does not fit its base '.*wide'"):
         load(wrong)
+
+
+def test_a_lora_curve_ends_where_the_saved_adapter_starts(chat_model_dir, write, tmp_path):
+    """The curve decodes the adapter being trained merged, as `harness run` decodes it saved."""
+    data = write("d.jsonl", jsonl(chat_rows(64)))
+    suite = write("plus.yaml", HELD_OUT)
+    config = write("c.yaml", "epochs: 2\nlearning_rate: 2.0e-2\nlora: {r: 4, alpha: 8}\n")
+    out = tmp_path / "m"
+    args = sft_args(chat_model_dir, data, out, config=config)
+    assert run_cli(*args, "--eval-suites", str(suite), "--eval-points", "3") == 0
+    points = RunFolder(out / "curve").read_run()["models"]
+    last = max(points, key=lambda m: int(m.split("@step-")[1]))
+    assert run_cli(*run_args(suite, out, tmp_path / "run")) == 0
+    assert outputs(out / "curve", last) == outputs(tmp_path / "run", str(out))
+
+
+def test_the_pipeline_trains_and_compares_an_adapter(chat_model_dir, write, tmp_path):
+    data = write("d.jsonl", jsonl(chat_rows(64)))
+    suite = write("plus.yaml", HELD_OUT)
+    config = write("c.yaml", "epochs: 1\nlora: {r: 4, alpha: 8}\n")
+    out = tmp_path / "p"
+    args = ["pipeline", "--base", str(chat_model_dir), "--data", str(data), "--suite", str(suite)]
+    args += ["--name", "p", "--out", str(out), "--config", str(config), "--quiet"]
+    assert run_cli(*args) == 0
+    assert (out / "model" / "adapter_config.json").is_file()
+    models = RunFolder(out / "run").read_run()["models"]
+    assert set(models) == {str(chat_model_dir), "p"} and "adapter" in models["p"]
+    assert "p" in (out / "comparison.md").read_text()
