@@ -169,7 +169,7 @@ def evaluate(
         run = folder.read_run()
     mine = RunFolder(out, shard=world.rank) if world.size > 1 else folder
     mine.repair()
-    done = {key_of(r) for r in folder.read_all_samples()}
+    done = {key_of(r) for r in folder.read_all_samples(shared=True)}
     device = world.device(settings.device)
     specs = [m for m in models if isinstance(m, ModelSpec)]
     loader = SharedBases(
@@ -268,7 +268,7 @@ def _summary(folder: RunFolder, evaluated: set[str]) -> dict[str, Any]:
     """summary.json after this call: the models it evaluated summarised again, the others' entries
     kept from the summary before (their samples are as they were), so that a folder evaluated
     model after model (a curve) is not summarised whole each time."""
-    records = folder.read_samples()
+    records = folder.read_samples(shared=True)
     before = read_json(folder.summary).get("models", {}) if folder.summary.exists() else {}
     models = {r["model"] for r in records}
     redo = evaluated | (models - set(before))

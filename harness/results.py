@@ -77,11 +77,11 @@ class RunFolder:
             RunFolder(self.path, int(p.name[len("samples.rank") : -len(".jsonl")])) for p in found
         ]
 
-    def read_all_samples(self) -> list[dict[str, Any]]:
-        """samples.jsonl and every rank's shard, each record once."""
+    def read_all_samples(self, *, shared: bool = False) -> list[dict[str, Any]]:
+        """samples.jsonl and every rank's shard, each record once (`shared`: see read_samples)."""
         seen: dict[SampleKey, dict[str, Any]] = {}
         for part in [RunFolder(self.path), *self.shards()]:
-            for r in part.read_samples():
+            for r in part.read_samples(shared=shared):
                 seen.setdefault(key_of(r), r)
         return list(seen.values())
 
@@ -116,14 +116,15 @@ class RunFolder:
     def write_summary(self, data: dict[str, Any]) -> None:
         write_json_atomic(self.summary, data)
 
-    def read_samples(self) -> list[dict[str, Any]]:
-        """Every complete record; a torn last line (a killed write) is left out. The file only
-        grows between rewrites, so what an earlier read parsed is kept and only the appended
-        lines are parsed (a run evaluated point after point reads in linear time)."""
+    def read_samples(self, *, shared: bool = False) -> list[dict[str, Any]]:
+        """Every complete record; a torn last line (a killed write) is left out. `shared`: the
+        records are shared with later shared reads in this process and must not be changed; the
+        file only grows between rewrites, so such a read parses only the lines appended since
+        the last (a run evaluated point after point reads in linear time)."""
         if not self.samples.exists():
             return []
         key = str(self.samples.resolve())
-        seen = _PARSED.get(key)
+        seen = _PARSED.get(key) if shared else None
         with self.samples.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if seen is None or not seen.still_holds(fh, size):
@@ -145,7 +146,8 @@ class RunFolder:
         if end:
             seen.offset += end
             seen.tail = data[max(0, end - 64) : end]
-        _PARSED[key] = seen
+        if shared:
+            _PARSED[key] = seen
         return list(seen.records)
 
     def repair(self) -> int:

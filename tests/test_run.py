@@ -190,3 +190,22 @@ def test_batch_invariant_decoders_share_batches_across_suites(
     folder.rewrite_samples([r for r in rows if not (r["suite"] == "mini2" and r["id"] == "q3")])
     assert run_cli(*run_args(f"{suite_file},{other}", chat_model_dir, shared, "--resume")) == 0
     assert outputs(shared) == sorted(alone)
+
+
+def test_shared_reads_parse_only_what_was_appended_and_follow_rewrites(tmp_path):
+    folder = RunFolder(tmp_path / "r")
+    row = {"model": "m", "suite": "s", "id": "a", "output": "1"}
+    folder.append_samples([row])
+    assert folder.read_samples(shared=True) == [row]
+    folder.append_samples([{**row, "id": "b"}])
+    with folder.samples.open("a") as fh:  # a torn last line is not read, and not remembered
+        fh.write('{"model": "m", "suite"')
+    assert [r["id"] for r in folder.read_samples(shared=True)] == ["a", "b"]
+    folder.repair()
+    folder.append_samples([{**row, "id": "c"}])
+    assert [r["id"] for r in folder.read_samples(shared=True)] == ["a", "b", "c"]
+    folder.rewrite_samples([{**row, "output": "2"}])
+    assert folder.read_samples(shared=True) == [{**row, "output": "2"}]
+    fresh = folder.read_samples()  # unshared reads are the caller's to change
+    fresh[0]["output"] = "changed"
+    assert folder.read_samples(shared=True)[0]["output"] == "2"
