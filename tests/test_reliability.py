@@ -76,7 +76,7 @@ def test_an_undecodable_output_is_an_error_on_that_sample(
     real = runner._finish
 
     def finish(lm, req, ids, n, margins=None):
-        if req.id == "q3":
+        if req.id.endswith("q3"):  # the suite's name, then the question's id
             raise ValueError("invalid token id")
         return real(lm, req, ids, n, margins)
 
