@@ -87,7 +87,8 @@ def attach(base: LoadedModel, spec: ModelSpec) -> LoadedModel:
             f"adapter '{spec.name}' ({folder}) does not fit its base '{base.spec.name}' "
             f"({base.spec.location}): {str(exc).splitlines()[0][:300]}"
         ) from None
-    digest = hashlib.sha256(f"{base.fingerprint}:{fingerprint(folder)}".encode()).hexdigest()
+    own = fingerprint(folder)
+    digest = hashlib.sha256(f"{base.fingerprint}:{own}".encode()).hexdigest()
     info = {
         **base.info,
         "adapter": {
@@ -95,7 +96,7 @@ def attach(base: LoadedModel, spec: ModelSpec) -> LoadedModel:
             "base": base.spec.name,
             "base_location": base.spec.location,
             "base_fingerprint": base.fingerprint,
-            "adapter_fingerprint": fingerprint(folder),
+            "adapter_fingerprint": own,
             "r": config.get("r"),
             "alpha": config.get("lora_alpha"),
             "target_modules": config.get("target_modules"),

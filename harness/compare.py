@@ -103,7 +103,7 @@ def compare_runs(
 ) -> dict[str, Any]:
     """The same comparison across two run folders, matched by suite and question id."""
     from .errors import InputError
-    from .results import RunFolder
+    from .results import RunFolder, judged_by
 
     folders = RunFolder(run_a), RunFolder(run_b)
     for f in folders:
@@ -132,11 +132,10 @@ def compare_runs(
     notes = []
     suites_a = folders[0].read_run().get("suites", {}) if folders[0].run_json.exists() else {}
     suites_b = folders[1].read_run().get("suites", {}) if folders[1].run_json.exists() else {}
-    judges_a, judges_b = (
-        f.read_run().get("judges", {}) if f.run_json.exists() else {} for f in folders
-    )
+    run_a, run_b = (f.read_run() if f.run_json.exists() else {} for f in folders)
     for name in sorted(set(suites_a) & set(suites_b)):
-        if _judge_ids(judges_a, name) != _judge_ids(judges_b, name):
+        # the same weights and rubric under another name are the same judge
+        if [j[1:] for j in judged_by(run_a, name)] != [j[1:] for j in judged_by(run_b, name)]:
             notes.append(
                 f"suite '{name}' was judged by different judges or rubrics in the two runs: "
                 "its verdicts are not comparable"
@@ -155,8 +154,3 @@ def compare_runs(
         },
         "notes": notes,
     }
-
-
-def _judge_ids(judges: dict[str, Any], suite: str) -> list[tuple[str, str]]:
-    """The judges' fingerprints and rubric hashes behind a suite's verdicts in one run."""
-    return sorted((e["fingerprint"], e["rubric_hash"]) for e in judges.get(suite, []))

@@ -25,7 +25,7 @@ from .distributed import World, world_from_env
 from .env import host, versions
 from .errors import InputError, RunExists
 from .judging import Verdicts, check_judges, judge_pass
-from .logs import LOG, say
+from .logs import LOG, progress_bar, say
 from .models import LoadedModel, ModelSpec, evaluation_mode
 from .results import RunFolder, key_of, read_json
 from .runner import Generation, Request, choose_decoder, generate
@@ -346,7 +346,9 @@ def _run_group(
         return
     # under several ranks each decodes only its share, whose size the batch plan decides
     share = "" if world.size == 1 else f" (rank {world.rank})"
-    bar = _bar(todo if world.size == 1 else None, f"{lm.spec.name}/{names}{share}", progress)
+    bar = progress_bar(
+        todo if world.size == 1 else None, f"{lm.spec.name}/{names}{share}", progress
+    )
     start, made = time.perf_counter(), 0
 
     def record_event(event: dict) -> None:
@@ -382,12 +384,6 @@ def _run_group(
 def _request_id(suite: Suite, q: Question) -> str:
     """Unique across the suites decoded together (question ids are unique within a suite)."""
     return f"{suite.name}\x1f{q.id}"
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False)
 
 
 def _judged(

@@ -15,7 +15,7 @@ from typing import Any
 
 from .chat import render
 from .errors import InputError
-from .logs import say
+from .logs import progress_bar, say
 from .models import SOURCES, ModelSpec, load, load_registry, resolve
 from .runner import Request, choose_decoder, generate
 from .sample import Sample
@@ -127,7 +127,7 @@ def judge_pass(
             Request(str(n), render(lm.tokenizer, job.text), job.judge.max_new_tokens)
             for n, job in enumerate(todo)
         ]
-        bar = _bar(len(requests), f"judge {ref}", progress)
+        bar = progress_bar(len(requests), f"judge {ref}", progress)
         unread = 0
         for batch in generate(
             lm, requests, batch_size=batch_size, decoder=choice.name, progress=bar.update
@@ -166,18 +166,3 @@ def judge_pass(
         del lm
         gc.collect()
     return verdicts, {suite: list(entries.values()) for suite, entries in used.items()}
-
-
-def identity(judges: dict[str, list[dict[str, Any]]], suite: str) -> list[tuple[str, str, str]]:
-    """What makes two runs' verdicts on a suite comparable: each judge's name, fingerprint and
-    rubric hash."""
-    return sorted(
-        (e.get("model", "?"), e.get("fingerprint", "?"), e.get("rubric_hash", "?"))
-        for e in judges.get(suite, [])
-    )
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 LOG = logging.getLogger("harness")
 
@@ -12,6 +13,13 @@ LOG = logging.getLogger("harness")
 def say(message: str) -> None:
     """A progress message (INFO)."""
     LOG.info(message)
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool) -> Any:
+    """A bar of questions done, on stderr (tqdm), or one that shows nothing."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False)
 
 
 def show_on_stdout() -> None:

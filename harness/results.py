@@ -28,6 +28,13 @@ def key_of(record: dict[str, Any]) -> SampleKey:
     return (record["model"], record["suite"], record["id"])
 
 
+def judged_by(run: dict[str, Any], suite: str) -> list[tuple[str, str, str]]:
+    """What makes two runs' verdicts on a suite comparable, from run.json: each judge's name,
+    fingerprint and rubric hash (empty for a suite no model graded)."""
+    entries = run.get("judges", {}).get(suite, [])
+    return sorted((e["model"], e["fingerprint"], e["rubric_hash"]) for e in entries)
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

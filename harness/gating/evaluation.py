@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..results import RunFolder
+from ..results import RunFolder, judged_by
 from ..sample import as_samples
 from .config import Rules
 from .registry import RULES, SuitePair, Verdict
@@ -78,18 +78,14 @@ def _refuse_other_judges(baseline: dict[str, Any], run: dict[str, Any]) -> None:
     """A judged suite's verdicts are comparable only under the same judge (name and weights)
     and the same rubric: refuse, naming both sides, where the run and the baseline differ."""
 
-    def judges(record: dict[str, Any], suite: str) -> list[tuple[str, str, str]]:
-        entries = record.get("judges", {}).get(suite, [])
-        return sorted((e["model"], e["fingerprint"], e["rubric_hash"]) for e in entries)
-
     def shown(entries: list[tuple[str, str, str]]) -> str:
         short = lambda h: h.split(":")[-1][:12]  # noqa: E731
         return " + ".join(f"judge {m} {short(f)}, rubric {short(r)}" for m, f, r in entries)
 
     differ = [
-        (suite, judges(baseline, suite), judges(run, suite))
+        (suite, judged_by(baseline, suite), judged_by(run, suite))
         for suite in run.get("suites", {})
-        if suite in baseline["suites"] and judges(baseline, suite) != judges(run, suite)
+        if suite in baseline["suites"] and judged_by(baseline, suite) != judged_by(run, suite)
     ]
     if differ:
         raise InputError(
