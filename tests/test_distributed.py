@@ -9,7 +9,7 @@ import sys
 
 from harness.results import RunFolder
 
-from .conftest import chat_rows, jsonl, run_cli, sft_args
+from .conftest import chat_rows, jsonl, run_args, run_cli, sft_args
 
 SUITE = "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n" + "".join(
     f"  - {{id: q{i:02d}, prompt: 'What is {i} + {i % 5}? {'Think. ' * (i % 4)}', "
@@ -181,3 +181,29 @@ def test_one_process_on_several_gpus_is_refused_before_any_work(
     check_one_gpu_per_process("cuda")
     monkeypatch.delenv("WORLD_SIZE")
     check_one_gpu_per_process("cpu")
+
+
+def test_two_process_lora_trains_an_adapter_and_its_curve(write, chat_model_dir, tmp_path):
+    """LoRA under torchrun: the adapter rank 0 saves decodes as the curve's last point did."""
+    data = write("d.jsonl", jsonl(chat_rows(64)))
+    suite = write(
+        "s.yaml",
+        "defaults: {max_new_tokens: 6, scorer: numeric}\nquestions:\n"
+        + "".join(
+            f"  - {{id: q{i}, prompt: 'What is {i} + 100?', answer: {i + 100}}}\n" for i in range(9)
+        ),
+    )
+    config = write("c.yaml", "epochs: 1\nbatch_size: 8\nlearning_rate: 2.0e-2\nlora: {r: 4}\n")
+    out = tmp_path / "tuned"
+    args = ["--eval-suites", str(suite), "--eval-points", "2"]
+    torchrun(*sft_args(chat_model_dir, data, out, config=config), *args)
+    info = json.loads((out / "sft.json").read_text())
+    assert info["processes"] == 2 and info["adapter"] is True
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "config.json").exists()
+    assert run_cli(*run_args(suite, out, tmp_path / "run")) == 0
+    last = f"{out.name}@step-{info['steps']}"
+    curve = {
+        r["id"]: r["output"] for r in RunFolder(out / "curve").read_samples() if r["model"] == last
+    }
+    run = {r["id"]: r["output"] for r in RunFolder(tmp_path / "run").read_samples()}
+    assert curve == run

@@ -160,3 +160,37 @@ def test_the_pipeline_trains_and_compares_an_adapter(chat_model_dir, write, tmp_
     models = RunFolder(out / "run").read_run()["models"]
     assert set(models) == {str(chat_model_dir), "p"} and "adapter" in models["p"]
     assert "p" in (out / "comparison.md").read_text()
+
+
+def test_a_killed_lora_run_resumes_from_its_checkpoint(
+    chat_model_dir, write, tmp_path, monkeypatch
+):
+    from transformers import TrainerCallback
+
+    import harness.sft.train as train_module
+
+    data = write("d.jsonl", jsonl(chat_rows(64)))
+    config = write("c.yaml", "epochs: 3\nsave_steps: 2\nlora: {r: 4, alpha: 8}\n")
+    out = tmp_path / "m"
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 5:
+                raise KeyboardInterrupt("killed at step 5")
+
+    real = train_module.make_trainer
+
+    def crashing(*args, **kwargs):
+        trainer, route = real(*args, **kwargs)
+        trainer.add_callback(Crash())
+        return trainer, route
+
+    monkeypatch.setattr(train_module, "make_trainer", crashing)
+    assert run_cli(*sft_args(chat_model_dir, data, out, config=config)) == 130  # interrupted
+    assert (out / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").is_file()
+    monkeypatch.setattr(train_module, "make_trainer", real)
+    assert run_cli(*sft_args(chat_model_dir, data, out, config=config)) == 0
+    info = json.loads((out / "sft.json").read_text())
+    assert info["resumed_from"].endswith("checkpoint-4") and info["steps"] == 6
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "checkpoints").exists()
+    assert load(ModelSpec("m", "adapter", str(out))).adapter == "m"
