@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from .registry import Candidate, OptionError, Range, Score, scorer
 
 PLACEHOLDERS = ("{question}", "{answer}", "{output}")
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 DEFAULT_GRADE_PATTERN = r"GRADE:\s*(C|I)"
 DEFAULT_SCALE = {"C": 1.0, "I": 0.0}
 
@@ -95,8 +96,7 @@ class Judge:
             "{answer}": "" if answer is None else str(answer),
             "{output}": output,
         }
-        pattern = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
-        return pattern.sub(lambda m: values[m.group()], self.rubric)
+        return _PLACEHOLDER.sub(lambda m: values[m.group()], self.rubric)
 
     def verdict(self, output: str, finish_reason: str = "eos", error: str | None = None) -> Score:
         """The last match of grade_pattern in the judge's output, through the scale; anything
