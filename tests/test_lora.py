@@ -194,3 +194,25 @@ def test_a_killed_lora_run_resumes_from_its_checkpoint(
     assert info["resumed_from"].endswith("checkpoint-4") and info["steps"] == 6
     assert (out / "adapter_model.safetensors").is_file() and not (out / "checkpoints").exists()
     assert load(ModelSpec("m", "adapter", str(out))).adapter == "m"
+
+
+def test_the_invariant_decoder_reads_the_adapter_merged(trained, chat_model_dir):
+    """The GPU's decoder reads weights, not modules: through peft's wrapped layers it must see
+    the merged weights (its torch reference computes the same functions on a CPU)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from harness.invariant import InvariantDecoder
+
+    _, made = trained
+    lm = load(ModelSpec("a1", "adapter", str(made["a1"])))
+    ids = [lm.tokenizer(f"What is {a} + 1?")["input_ids"] for a in range(6)]
+    with lm.decoding():
+        tuned = InvariantDecoder(lm.model, backend="torch").generate(ids, 8, [], pad_id=0)
+    base = AutoModelForCausalLM.from_pretrained(chat_model_dir)
+    merged = PeftModel.from_pretrained(base, made["a1"]).merge_and_unload()
+    expected = InvariantDecoder(merged, backend="torch").generate(ids, 8, [], pad_id=0)
+    assert torch.equal(tuned.tokens, expected.tokens)
+    plain = InvariantDecoder(lm.model, backend="torch").generate(ids, 8, [], pad_id=0)
+    assert not torch.equal(plain.tokens, tuned.tokens)  # afterwards: the base's own weights
