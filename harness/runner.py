@@ -228,7 +228,8 @@ def generate_batch(
         import torch
 
         decoder = InvariantDecoder(lm.model, dtype=getattr(torch, lm.dtype))
-        out = decoder.generate(ids, limit, stop_ids, pad_id=tok.pad_token_id)
+        limits = [r.max_new_tokens for r in batch]  # rows leave the batch at their own
+        out = decoder.generate(ids, limits, stop_ids, pad_id=tok.pad_token_id)
         lengths, new, margins = [len(p) for p in ids], out.tokens.tolist(), out.margins.tolist()
     else:
         import torch

@@ -111,6 +111,57 @@ def test_reference_decoder_computes_transformers_greedy(arch):
     assert (out.margins >= 0).all()
 
 
+def _ends(tokens: list[int], limit: int, stops: set[int]) -> list[int]:
+    """A row's output as the runner reads it: up to and with its first stop token, or its limit."""
+    tokens = tokens[:limit]
+    end = next((i for i, t in enumerate(tokens) if t in stops), None)
+    return tokens if end is None else tokens[: end + 1]
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_rows_leave_the_batch_at_their_own_limit_or_stop_with_the_tokens_they_get_alone(
+    backend, monkeypatch
+):
+    """Per-row limits; rows that stop or reach their limit leave the batch (checks every 2 steps,
+    a shrink whenever a row has left), and every row's output is what it gets decoded alone."""
+    if backend == "triton":
+        _triton_or_skip()
+    from harness.invariant import decoder as dec
+
+    monkeypatch.setattr(dec, "CHECK_EVERY", 2)
+    monkeypatch.setattr(dec, "RETIRE_AT", 0.99)
+    monkeypatch.setattr(dec, "RETIRE_MIN_STEPS", 1)
+    shrinks = []
+    retire = dec._Batch.retire
+    monkeypatch.setattr(
+        dec._Batch,
+        "retire",
+        lambda self, keep, cache: (shrinks.append(len(keep)), retire(self, keep, cache)),
+    )
+    model = tiny("qwen3").to(DEVICE)
+    batch = prompts(9, seed=5)
+    limits = [3, 17, 5, 12, 1, 9, 17, 4, 8]
+    decoder = InvariantDecoder(model, backend=backend)
+    free = decoder.generate(batch, 17, [], cuda_graph=False).tokens.tolist()
+    stops = sorted({free[0][6], free[3][2]})  # two rows stop early, at tokens of their own
+    out = decoder.generate(batch, limits, stops, pad_id=7, cuda_graph=False)
+    assert shrinks and shrinks == sorted(shrinks, reverse=True) and shrinks[-1] < len(batch)
+    assert out.tokens.shape[1] <= 17
+    for row, (ids, limit) in enumerate(zip(batch, limits, strict=True)):
+        alone = decoder.generate([ids], limit, stops, cuda_graph=False).tokens[0].tolist()
+        got = out.tokens[row].tolist()
+        assert _ends(got, limit, set(stops)) == _ends(alone, limit, set(stops)), row
+        assert _ends(got, limit, set(stops)) == _ends(free[row], limit, set(stops)), row
+        ended = len(_ends(got, limit, set(stops)))
+        assert got[ended:].count(7) >= len(got) - ended - 2, row  # pad once it has left
+    if CUDA:  # the same with a CUDA graph recaptured at every shrink
+        graphed = decoder.generate(batch, limits, stops, pad_id=7, cuda_graph=True)
+        for row, limit in enumerate(limits):
+            assert _ends(graphed.tokens[row].tolist(), limit, set(stops)) == _ends(
+                out.tokens[row].tolist(), limit, set(stops)
+            )
+
+
 def test_runner_invariant_decoder_equals_generate_on_cpu(chat_model_dir):
     lm = load(ModelSpec("chat", "path", str(chat_model_dir)), device="cpu", dtype="float32")
     reqs = [Request(str(i), render(lm.tokenizer, p), 20) for i, p in enumerate(PROMPTS)]

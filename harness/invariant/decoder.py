@@ -11,6 +11,7 @@ rerun. On CUDA the decode step is captured once per batch and replayed as a CUDA
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -21,7 +22,10 @@ import torch.nn.functional as F
 from .layout import Layer, Layout, Unsupported, layout_of
 from .tiles import ATTN_BLOCK, DECODE, PREFILL
 
-CHECK_EVERY = 16  # decode steps between checks (one host sync) for "every row has stopped"
+CHECK_EVERY = 16  # decode steps between checks (one host sync) for rows that have finished
+RETIRE_AT = 0.75  # shrink the batch when at most this share of its rows is still running
+RETIRE_MIN_STEPS = 32  # ... and at least this many steps are left (a shrink recaptures the graph)
+RETIRE_CHUNK = 32  # cache rows moved per copy when the batch shrinks (bounds the copy's memory)
 PREFILL_TOKENS = 32768  # prompt tokens per prefill chunk (rows are independent, so chunks are)
 
 
@@ -43,7 +47,9 @@ def backend_for(device: torch.device | str, backend: str | None = None) -> Modul
 
 @dataclass
 class Decoded:
-    tokens: torch.Tensor  # [rows, steps] generated ids; rows run on past their stop token
+    # [rows, steps] generated ids; a row runs on past its stop token or limit until the next
+    # check, then holds pad_id
+    tokens: torch.Tensor
     margins: torch.Tensor  # [rows, steps] best minus second-best logit of each greedy choice
 
 
@@ -174,16 +180,27 @@ class InvariantDecoder:
     def generate(
         self,
         prompts: list[list[int]],
-        max_new_tokens: int,
+        max_new_tokens: int | list[int],
         stop_ids: list[int],
         *,
         pad_id: int = 0,
         cuda_graph: bool | None = None,
     ) -> Decoded:
-        """Greedy continuations of unpadded prompts (token id lists)."""
+        """Greedy continuations of unpadded prompts (token id lists), each up to its own limit
+        (`max_new_tokens`: one for all or one per prompt).
+
+        Rows that have stopped or reached their limit leave the batch at the next check, so the
+        later steps cost what the rows still running need rather than what the longest-limited
+        row's batch needed. A row's tokens do not depend on the rows beside it, so leaving
+        changes none of them. Past the point where a row left, its tokens are `pad_id`.
+        """
         rows = len(prompts)
+        limits = [max_new_tokens] * rows if isinstance(max_new_tokens, int) else max_new_tokens
+        if len(limits) != rows or min(limits, default=1) < 1:
+            raise ValueError(f"expected {rows} limits of 1 or more, got {limits!r}")
+        longest = max(limits)
         width = max(len(p) for p in prompts)
-        slots = width + max_new_tokens
+        slots = width + longest
         if slots > self.layout.max_positions:
             raise ValueError(f"{slots} positions exceed the model's {self.layout.max_positions}")
         lay = self.layout
@@ -195,8 +212,8 @@ class InvariantDecoder:
         )
         tables = self._tables(slots)
         lengths = torch.tensor([len(p) for p in prompts], device=self.device)
-        tokens = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
-        margins = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=self.device)
+        tokens = torch.full((rows, longest), pad_id, dtype=torch.long, device=self.device)
+        margins = torch.zeros(rows, longest, dtype=torch.float32, device=self.device)
 
         chunk = max(1, PREFILL_TOKENS // width)
         for r0 in range(0, rows, chunk):
@@ -210,13 +227,48 @@ class InvariantDecoder:
             hidden = self._forward(ids, _Pass(pos, width, part, tables, PREFILL, prefill=True))
             last = torch.arange(r1 - r0, device=self.device) * width + lengths[r0:r1] - 1
             tokens[r0:r1, 0], margins[r0:r1, 0] = self._pick(hidden[last].contiguous(), PREFILL)
-        if max_new_tokens == 1:
+        if longest == 1:
             return Decoded(tokens, margins)
+        use_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
+        batch = _Batch.start(tokens, margins, lengths, limits, stop_ids)
+        done = self._decode(batch, cache, tables, use_graph)
+        batch.write_back()
+        return Decoded(tokens[:, :done], margins[:, :done])
 
-        step = torch.zeros((), dtype=torch.long, device=self.device)  # index of the token fed
-        position = lengths.clone()
+    def _decode(self, batch: _Batch, cache: _Cache, tables: Any, use_graph: bool) -> int:
+        """Decode steps until every row has stopped or reached its limit, shrinking the batch
+        as rows leave; returns the steps taken by the longest-running row."""
+        done, pool = 1, None
+        while True:
+            rows, horizon = batch.rows, max(batch.limits_host)
+            graph = use_graph and horizon - done > 3
+            run, done, pool = self._stepper(batch, cache, tables, done, graph, pool)
+            checked = done
+            while done < horizon:
+                run()
+                done += 1
+                if done - checked >= CHECK_EVERY or done == horizon:
+                    keep = batch.running(checked, done)
+                    checked = done
+                    if not keep:
+                        return done
+                    if len(keep) <= RETIRE_AT * rows and horizon - done >= RETIRE_MIN_STEPS:
+                        batch.retire(keep, cache)
+                        break
+            else:
+                return done
 
-        one = _Pass(position, 1, cache, tables, DECODE, prefill=False)
+    def _stepper(
+        self, batch: _Batch, cache: _Cache, tables: Any, done: int, graph: bool, pool: Any
+    ) -> tuple[Callable[[], None], int, Any]:
+        """One decode step of the batch as it is now, as a function, and the tokens done after
+        it was made: with `graph`, a CUDA graph's replay, captured after two real steps that
+        also compile and warm the kernels (`pool`: the memory pool of the graph before)."""
+        rows, tokens, margins, position = batch.rows, batch.tokens, batch.margins, batch.position
+        # the batch keeps it alive: a captured graph holds its address, not a reference to it
+        step = batch.step = torch.tensor(done - 1, device=self.device)  # index of the token fed
+        part = _Cache(cache.k[:, :rows], cache.v[:, :rows])  # the batch's rows come first
+        one = _Pass(position, 1, part, tables, DECODE, prefill=False)
 
         def decode_step() -> None:
             current = tokens.gather(1, step.view(1, 1).expand(rows, 1)).view(rows)
@@ -228,24 +280,88 @@ class InvariantDecoder:
             step.add_(1)
             position.add_(1)
 
-        use_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
-        run, done = decode_step, 1
-        if use_graph and max_new_tokens > 3:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # real steps that also compile and warm the kernels
-                for _ in range(2):
-                    decode_step()
-            torch.cuda.current_stream().wait_stream(side)
-            done = 3
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+        if not graph:
+            return decode_step, done, pool
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
                 decode_step()
-            run = graph.replay
-        stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=self.device)
-        while done < max_new_tokens:
-            run()
-            done += 1
-            if done % CHECK_EVERY == 0 and bool(torch.isin(tokens[:, :done], stops).any(-1).all()):
-                break
-        return Decoded(tokens[:, :done], margins[:, :done])
+        torch.cuda.current_stream().wait_stream(side)
+        captured = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(captured, pool=pool):
+            decode_step()
+        return captured.replay, done + 2, captured.pool()
+
+
+@dataclass
+class _Batch:
+    """The rows still decoding: their tokens, margins and positions, which original row each
+    is, and its limit. Their KV cache rows are the first `rows` of the cache; `out_*` hold every
+    original row."""
+
+    out_tokens: torch.Tensor  # [all rows, longest]
+    out_margins: torch.Tensor
+    tokens: torch.Tensor  # [rows, longest]
+    margins: torch.Tensor
+    position: torch.Tensor  # the slot each row writes next
+    origin: torch.Tensor  # original row index of each row
+    limits: torch.Tensor
+    limits_host: list[int]
+    stopped: torch.Tensor  # has emitted a stop token
+    stop_ids: torch.Tensor
+    step: torch.Tensor | None = None  # index of the token the next decode step feeds
+
+    @classmethod
+    def start(
+        cls,
+        tokens: torch.Tensor,
+        margins: torch.Tensor,
+        lengths: torch.Tensor,
+        limits: list[int],
+        stop_ids: list[int],
+    ) -> _Batch:
+        device = tokens.device
+        return cls(
+            tokens,
+            margins,
+            tokens,
+            margins,
+            lengths.clone(),
+            torch.arange(len(limits), device=device),
+            torch.tensor(limits, device=device),
+            list(limits),
+            torch.zeros(len(limits), dtype=torch.bool, device=device),
+            torch.tensor(sorted(set(stop_ids)) or [-1], device=device),
+        )
+
+    @property
+    def rows(self) -> int:
+        return len(self.limits_host)
+
+    def running(self, since: int, done: int) -> list[int]:
+        """Rows that have neither stopped nor reached their limit after `done` tokens (one sync)."""
+        self.stopped |= torch.isin(self.tokens[:, since:done], self.stop_ids).any(-1)
+        going = ~self.stopped & (self.limits > done)
+        return going.nonzero().view(-1).tolist()
+
+    def retire(self, keep: list[int], cache: _Cache) -> None:
+        """Keep only rows `keep` (ascending): their cache rows move to the front, in place and in
+        ascending order, so no row is overwritten before it has moved."""
+        self.write_back()
+        index = torch.tensor(keep, device=self.tokens.device)
+        for start in range(0, len(keep), RETIRE_CHUNK):
+            src = index[start : start + RETIRE_CHUNK]
+            end = start + src.numel()
+            cache.k[:, start:end] = cache.k[:, src]
+            cache.v[:, start:end] = cache.v[:, src]
+        self.tokens, self.margins = self.tokens[index], self.margins[index]
+        self.position, self.origin = self.position[index], self.origin[index]
+        self.limits, self.stopped = self.limits[index], self.stopped[index]
+        self.limits_host = [self.limits_host[i] for i in keep]
+
+    def write_back(self) -> None:
+        """Copy the rows' tokens and margins into the full output."""
+        if self.tokens is not self.out_tokens:
+            self.out_tokens[self.origin] = self.tokens
+            self.out_margins[self.origin] = self.margins
