@@ -1,7 +1,8 @@
 """The first N questions of shipped suites, written as suite files of their own, so a benchmark
 can evaluate on a fixed, smaller set (e.g. the 178 questions of issue 17's goal: general=28,
 math=126, repetition=24, the suites' sizes when the goal was set, with the same token limits:
-64 for math, 96 for the others). Run: python benchmarks/subset_suites.py OUT_DIR general=28 math=126 repetition=24
+64 for math, 96 for the others).
+Run: python benchmarks/subset_suites.py OUT_DIR general=28 math=126 repetition=24
 Prints the comma-separated paths, an `--eval-suites` / `--suite` value.
 """
 
