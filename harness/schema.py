@@ -118,9 +118,10 @@ def noun(tp: Any) -> str:
     if len(kinds) != 1:
         return " or ".join(noun(k) for k in kinds) or "null"
     (tp,) = kinds
-    if dataclasses.is_dataclass(tp) or tp is dict:
+    bare = all(a is Any or a is Ellipsis for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp) or (bare and (typing.get_origin(tp) or tp) is dict):
         return "a mapping"
-    if tp is list or tp is tuple:
+    if bare and (typing.get_origin(tp) or tp) in (list, tuple):
         return "a list"
     if tp is bool:
         return "true or false"
@@ -167,8 +168,9 @@ class Expect:
 
 @dataclass(frozen=True)
 class Required:
-    """The message for a missing key (a field without a default), and keys that stand in for it
-    (`unless`: a prompt is not needed where messages are given). A null counts as missing."""
+    """The message for a missing key (a field without a default; a null counts as missing), and
+    keys that stand in for it (`unless`): where one is given, the field is neither needed nor
+    read (a question's messages replace its prompt; the parser of messages refuses both)."""
 
     message: str
     unless: tuple[str, ...] = ()
@@ -176,14 +178,20 @@ class Required:
 
 @dataclass(frozen=True)
 class At:
-    """Where a `Via` parser's value sits: its field and line, the mapping that holds it, and the
-    values of the fields checked before it (a parser may depend on them)."""
+    """Where a `Via` parser's value sits: the mapping that holds it (and that mapping's path,
+    `where`), its key and line, and the values of the fields checked before it (a parser may
+    depend on them)."""
 
     report: Report
-    field: str
+    where: str
+    key: str
     line: int | None
     mapping: Mapping[Any, Any]
     earlier: Mapping[str, Any]
+
+    @property
+    def field(self) -> str:
+        return _join(self.where, self.key)
 
     def add(self, message: str, line: int | None = None, field: str | None = None) -> None:
         """A problem at the field (or at a line and field inside its value)."""
@@ -279,16 +287,18 @@ def _fields(schema: type) -> dict[str, _Field]:
 @dataclass(frozen=True)
 class Checked(Generic[T]):
     """What `check` found: each field's value (as given when valid, else its default, or None
-    for a missing required field), the fields given, and those with a problem."""
+    for a missing required field), the fields given, those with a problem, and every problem
+    (also added to the report)."""
 
     schema: type[T]
     values: dict[str, Any]
     given: frozenset[str]
     invalid: frozenset[str]
+    problems: tuple[Problem, ...]
 
     @property
     def ok(self) -> bool:
-        return not self.invalid
+        return not self.problems
 
     def build(self) -> T:
         """The dataclass itself; meaningful when `ok` (invalid fields hold their defaults)."""
@@ -310,6 +320,7 @@ def check(
     defaults (and makes a required field optional); `unknown(key, field names)` words the
     unknown-key message; `duplicates=False` lets YAML's last value win silently."""
     fields, defaults = _fields(schema), defaults or {}
+    before = len(report.problems)
     line_of = getattr(data, "line_of", lambda key: None)
     if duplicates:
         for key, line in getattr(data, "duplicate_keys", ()):
@@ -326,20 +337,24 @@ def check(
         else:
             default = _ABSENT if f.default is None else f.default()
         value = data.get(name, _ABSENT)
+        if any(k in data for k in _unless(f)):
+            values[name] = None if default is _ABSENT else default
+            continue
         if value is _ABSENT or (value is None and default is _ABSENT and _null_is_missing(f)):
-            if default is _ABSENT and not any(k in data for k in _unless(f)):
+            if default is _ABSENT:
                 message = f.required.message if f.required else "missing; this key is required"
                 report.add(getattr(data, "line", None), here, message)
                 invalid.add(name)
             values[name] = None if default is _ABSENT else default
             continue
-        at = At(report, here, line_of(name), data, values)
+        at = At(report, where, name, line_of(name), data, values)
         ok, typed = _value(value, f, at)
         if not ok:
             invalid.add(name)
             typed = None if default is _ABSENT else default
         values[name] = typed
-    return Checked(schema, values, frozenset(k for k in fields if k in data), frozenset(invalid))
+    given = frozenset(k for k in fields if k in data)
+    return Checked(schema, values, given, frozenset(invalid), tuple(report.problems[before:]))
 
 
 def _null_is_missing(f: _Field) -> bool:

@@ -182,8 +182,8 @@ def test_a_parser_sees_null_and_the_fields_before_it():
 
 def test_required_unless_another_key_stands_in():
     report = Report("a.yaml")
-    check(parse_yaml("messages: [hi]\n", "a.yaml"), Ask, report)
-    assert report.problems == []
+    fields = check(parse_yaml("messages: [hi]\nprompt: 5\n", "a.yaml"), Ask, report)
+    assert report.problems == [] and fields.values["prompt"] is None  # replaced, so not read
     check(parse_yaml("{}\n", "a.yaml"), Ask, report, "q")
     assert [str(p) for p in report.problems] == ["a.yaml:1: q.prompt: missing; the question"]
 
@@ -204,5 +204,6 @@ def test_nouns():
     assert noun(str | None) == "a string"
     assert noun(int) == "an integer"
     assert noun(list[str]) == "a list of strings"
-    assert noun(Limits) == "a mapping"
+    assert noun(Limits) == noun(dict) == noun(dict[Any, Any]) == "a mapping"
+    assert noun(tuple[Any, ...]) == "a list"
     assert noun(Literal["a", "b"]) == "one of 'a', 'b'"
