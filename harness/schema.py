@@ -23,7 +23,11 @@ problem, not just the first, to a `Report` as `file:line: field: problem`:
 Fields without a default are required unless `check(defaults=...)` supplies one: defaults that
 depend on the file (its name, a suite's `defaults:`) come from the caller. kw_only dataclasses
 let required and optional fields interleave, so the fields can follow the file's order, which is
-the order problems are reported in.
+the order problems are reported in. A value that needs code (a scorer spec, a conversation) is a
+field `Annotated[T, Via(parse)]`: `parse(value, at)` returns the typed value and reports through
+`at.add(message)`, so its problems land in the same report, at the same field and line. The
+`Checked` result also tells which fields were given and which were wrong, for callers that
+carry on with the rest (a wrong `defaults.scorer` is not reported again for each question).
 """
 
 from __future__ import annotations
@@ -394,7 +398,7 @@ def _value(value: Any, f: _Field, at: At) -> tuple[bool, Any]:
 
 
 def _qualified(name: str, qualifiers: tuple[Qualifier, ...]) -> str:
-    """ "an integer" with Positive reads "a positive integer"."""
+    """With Positive, "an integer" reads "a positive integer"."""
     if not qualifiers:
         return name
     words = " ".join(q.word for q in qualifiers)
