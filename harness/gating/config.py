@@ -1,45 +1,26 @@
 """The rules file: gate-wide settings, and per-suite options checked against the registered rules.
 
-Every problem is collected and reported as `file:line: field: problem`, so one run of the gate
-shows all that is wrong with a rules file.
+`Rules` is the file's schema (harness/schema.py): every problem is collected and reported as
+`file:line: field: problem`, so one run of the gate shows all that is wrong with a rules file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from ..errors import InputError, Problem
+from ..schema import At, Expect, Positive, Range, Report, Via, check
 from ..yamlio import MarkedDict, load_yaml
 from .registry import SuiteRules, options
 
-SETTINGS = ("alpha", "models", "strict_power", "defaults", "suites")
 
-
-@dataclass(frozen=True)
-class Rules:
-    alpha: float = 0.05
-    models: tuple[str, ...] | None = None  # candidates the gate applies to (None: all)
-    strict_power: bool = False  # a suite too small for its max_accuracy_drop fails the gate
-    defaults: SuiteRules = field(default_factory=SuiteRules)
-    suites: dict[str, SuiteRules] = field(default_factory=dict)
-
-    def for_suite(self, name: str) -> SuiteRules:
-        return self.suites.get(name, self.defaults)
-
-
-def _rate(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
-
-
-def _suite_rules(
-    raw: Any, base: SuiteRules, where: str, file: str, problems: list[Problem]
-) -> SuiteRules:
+def _suite_rules(raw: Any, base: SuiteRules, where: str, report: Report) -> SuiteRules:
+    """One suite's options over `base`, each checked against its rule's option."""
     if not isinstance(raw, dict):
-        problems.append(
-            Problem(file, "expected a mapping of rules", getattr(raw, "line", None), where)
-        )
+        report.add(getattr(raw, "line", None), where, "expected a mapping of rules")
         return base
     known = options()
     values = {}
@@ -52,30 +33,43 @@ def _suite_rules(
         if problem is None:
             values[key] = value
         else:
-            problems.append(Problem(file, problem, line, f"{where}.{key}"))
+            report.add(line, f"{where}.{key}", problem)
     return base.replace(**values)
 
 
-def _settings(data: MarkedDict, file: str, problems: list[Problem]) -> None:
-    """The gate-wide keys: known ones only, each of its type."""
+def _defaults(raw: Any, at: At) -> SuiteRules:
+    return _suite_rules(raw, SuiteRules(), at.field, at.report)
 
-    def bad(key: str, message: str) -> None:
-        problems.append(Problem(file, message, data.line_of(key), key))
 
-    for key in data:
-        if key not in SETTINGS:
-            bad(str(key), f"unknown key (known: {', '.join(SETTINGS)})")
-    alpha = data.get("alpha", 0.05)
-    if not _rate(alpha) or alpha == 0:
-        bad("alpha", f"expected a significance level in (0, 1], got {alpha!r}")
-    models = data.get("models")
-    if models is not None and not (
-        isinstance(models, list) and all(isinstance(m, str) for m in models)
-    ):
-        bad("models", f"expected a list of model names, got {models!r}")
-    strict = data.get("strict_power", False)
-    if not isinstance(strict, bool):
-        bad("strict_power", f"expected true or false, got {strict!r}")
+def _per_suite(raw: Any, at: At) -> dict[str, SuiteRules]:
+    """Each suite's options, over the file's defaults."""
+    if not isinstance(raw, dict):
+        at.add("expected a mapping of suite names to rules")
+        return {}
+    base = at.earlier["defaults"]
+    return {str(k): _suite_rules(v, base, f"{at.field}.{k}", at.report) for k, v in raw.items()}
+
+
+Significance = Annotated[float, Positive(), Range(high=1), Expect("a significance level in (0, 1]")]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The gate's settings; each field is a key of the rules file."""
+
+    alpha: Significance = 0.05
+    # candidates the gate applies to (None: all)
+    models: Annotated[tuple[str, ...] | None, Expect("a list of model names")] = None
+    strict_power: bool = False  # a suite too small for its max_accuracy_drop fails the gate
+    defaults: Annotated[SuiteRules, Via(_defaults)] = field(default_factory=SuiteRules)
+    suites: Annotated[dict[str, SuiteRules], Via(_per_suite)] = field(default_factory=dict)
+
+    def for_suite(self, name: str) -> SuiteRules:
+        return self.suites.get(name, self.defaults)
+
+
+def _unknown(key: Any, known: Collection[str]) -> str:
+    return f"unknown key (known: {', '.join(known)})"
 
 
 def load_rules(path: Path | None) -> Rules:
@@ -90,27 +84,9 @@ def load_rules(path: Path | None) -> Rules:
         raise InputError(
             problems=[Problem(file, "expected a mapping (alpha, models, defaults, suites)", 1)]
         )
-    problems: list[Problem] = []
-    _settings(data, file, problems)
-    defaults = _suite_rules(data.get("defaults", {}), SuiteRules(), "defaults", file, problems)
-    suites = {}
-    raw_suites = data.get("suites", {})
-    if not isinstance(raw_suites, dict):
-        problems.append(
-            Problem(
-                file, "expected a mapping of suite names to rules", data.line_of("suites"), "suites"
-            )
-        )
-        raw_suites = {}
-    for name, raw in raw_suites.items():
-        suites[str(name)] = _suite_rules(raw, defaults, f"suites.{name}", file, problems)
-    if problems:
-        raise InputError(problems=problems)
-    models = data.get("models")
-    return Rules(
-        alpha=float(data.get("alpha", 0.05)),
-        models=tuple(models) if models else None,
-        strict_power=bool(data.get("strict_power", False)),
-        defaults=defaults,
-        suites=suites,
-    )
+    report = Report(file)
+    # a repeated key is not refused here: the last one wins, as YAML itself has it
+    rules = check(data, Rules, report, unknown=_unknown, duplicates=False)
+    report.raise_if_any()
+    built = rules.build()
+    return replace(built, alpha=float(built.alpha), models=built.models or None)

@@ -3,7 +3,7 @@ suite both answered. Only the questions both sides have are compared: the eviden
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +14,15 @@ from .config import Rules
 from .registry import RULES, SuitePair, Verdict
 
 
-@dataclass(frozen=True)
-class Check:
+@dataclass(frozen=True, kw_only=True)
+class Check(Verdict):
+    """A rule's verdict, placed: the candidate, the baseline model it was paired with, the suite
+    and the rule. Its `message` is always set (the rule's, or the evidence and the limit)."""
+
     model: str
     baseline_model: str
     suite: str
     rule: str
-    baseline: float | None
-    current: float
-    limit: str
-    passed: bool
-    detail: str = ""  # the evidence: difference, interval, p-value
-    broken: tuple[str, ...] = ()  # question ids right in the baseline, wrong now
-    detectable: float | None = None  # the smallest drop the suite detects (80% power)
-    message: str = ""  # what the failure line says after the rule's name
 
 
 @dataclass
@@ -187,17 +182,9 @@ def _judge(pair: SuitePair, result: GateResult) -> None:
 
 
 def _check(pair: SuitePair, rule: str, v: Verdict) -> Check:
+    verdict = {f.name: getattr(v, f.name) for f in fields(Verdict)}
+    if v.message is None:
+        verdict["message"] = f"{v.detail} (limit {v.limit})"
     return Check(
-        pair.model,
-        pair.baseline_model,
-        pair.suite,
-        rule,
-        v.baseline,
-        v.current,
-        v.limit,
-        v.passed,
-        v.detail,
-        v.broken,
-        v.detectable,
-        v.message if v.message is not None else f"{v.detail} (limit {v.limit})",
+        **verdict, model=pair.model, baseline_model=pair.baseline_model, suite=pair.suite, rule=rule
     )

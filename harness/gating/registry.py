@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Annotated, Any
 
 from ..compare import Key, Paired, paired_outcomes
-from ..scoring.registry import matches_type, type_name
+from ..schema import matches_type, type_name
 
 
 @dataclass(frozen=True)

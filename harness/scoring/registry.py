@@ -8,36 +8,18 @@ function in one place.
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..schema import Range
+from ..schema import matches_type as matches_type  # scorer plugins import the type checks here
+from ..schema import type_name as type_name
 from .repetition import Repetition
 
 REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Range:
-    """Bounds of a numeric option, given as `Annotated[float, Range(0)]` in a scorer's
-    signature; the suite validator refuses values outside them."""
-
-    low: float | None = None
-    high: float | None = None
-
-    def problem(self, value: Any) -> str | None:
-        if (self.low is not None and value < self.low) or (
-            self.high is not None and value > self.high
-        ):
-            if self.high is None:
-                return f"expected a number >= {self.low}, got {value!r}"
-            if self.low is None:
-                return f"expected a number <= {self.high}, got {value!r}"
-            return f"expected a number from {self.low} to {self.high}, got {value!r}"
-        return None
 
 
 @dataclass(frozen=True)
@@ -133,45 +115,3 @@ def scorer(
         return fn
 
     return register
-
-
-def type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) in (list, tuple):
-        (inner, *_) = typing.get_args(tp) or (Any,)
-        return f"a list of {type_name(inner)}s"
-    if typing.get_origin(tp) is dict:
-        key, value = typing.get_args(tp) or (Any, Any)
-        return f"a mapping of {type_name(key)}s to {type_name(value)}s"
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(type_name(t) for t in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
-
-
-def matches_type(value: Any, tp: Any) -> bool:
-    """A small structural type check for scorer options and answers (YAML gives plain values)."""
-    if tp is Any:
-        return True
-    origin = typing.get_origin(tp)
-    if origin is typing.Literal:
-        return value in typing.get_args(tp)
-    if origin in (list, tuple):
-        (inner, *_) = typing.get_args(tp) or (Any,)
-        return isinstance(value, list) and all(matches_type(v, inner) for v in value)
-    if origin is dict:
-        key, inner = typing.get_args(tp) or (Any, Any)
-        return isinstance(value, dict) and all(
-            matches_type(k, key) and matches_type(v, inner) for k, v in value.items()
-        )
-    if origin is not None and typing.get_args(tp):  # a union
-        return any(matches_type(value, t) for t in typing.get_args(tp))
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is type(None):
-        return value is None
-    return isinstance(value, tp)

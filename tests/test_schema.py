@@ -1,0 +1,209 @@
+"""The schema checker on its own: a small dataclass against marked YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import pytest
+
+from harness.errors import InputError
+from harness.schema import (
+    At,
+    Expect,
+    NonEmpty,
+    Positive,
+    Range,
+    Report,
+    Required,
+    Via,
+    check,
+    noun,
+)
+from harness.yamlio import parse_yaml
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    memory: Annotated[int, Positive()] = 1
+    share: Annotated[float, Range(0, 1)] = 0.5
+
+
+def _upper(value: Any, at: At) -> str | None:
+    if not isinstance(value, str):
+        at.add(f"expected a word, got {value!r}")
+        return None
+    return value.upper()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Server:
+    host: Annotated[str, NonEmpty(), Required("missing; the machine to connect to")]
+    port: Annotated[int, Range(1, 65535)] = 8080
+    mode: Literal["fast", "safe"] = "safe"
+    tags: tuple[str, ...] = ()
+    labels: dict[str, int] = field(default_factory=dict)
+    timeout: int | float | None = None
+    verbose: bool = False
+    level: Annotated[float, Positive(), Range(high=1), Expect("a level in (0, 1]")] = 0.1
+    limits: Limits = field(default_factory=Limits)
+    shout: Annotated[str | None, Via(_upper)] = None
+
+
+def checked(text: str, **kwargs: Any) -> tuple[Any, list[str]]:
+    report = Report("s.yaml")
+    fields = check(parse_yaml(text, "s.yaml"), Server, report, **kwargs)
+    return fields, [str(p) for p in report.problems]
+
+
+def test_a_valid_mapping_builds_the_dataclass_with_typed_values():
+    fields, problems = checked(
+        "host: db\nport: 5432\nmode: fast\ntags: [a, b]\nlabels: {x: 1}\ntimeout: 2.5\n"
+        "verbose: true\nlimits: {memory: 4}\nshout: hey\n"
+    )
+    assert problems == [] and fields.ok
+    assert fields.given == {"host", "port", "mode", "tags", "labels", "timeout", "verbose"} | {
+        "limits",
+        "shout",
+    }
+    server = fields.build()
+    assert server == Server(
+        host="db",
+        port=5432,
+        mode="fast",
+        tags=("a", "b"),  # a YAML list becomes the tuple the field declares
+        labels={"x": 1},
+        timeout=2.5,
+        verbose=True,
+        limits=Limits(memory=4),
+        shout="HEY",
+    )
+
+
+def test_every_problem_is_reported_with_its_line_and_field():
+    _, problems = checked(
+        "host: '  '\n"
+        "port: 0\n"
+        "mode: slow\n"
+        "tags: [a, 1]\n"
+        "labels: {x: one}\n"
+        "timeout: soon\n"
+        "verbose: 1\n"
+        "level: 0\n"
+        "limits:\n"
+        "  memory: -2\n"
+        "  share: 2\n"
+        "shout: 5\n"
+    )
+    assert problems == [
+        "s.yaml:1: host: expected a non-empty string, got '  '",
+        "s.yaml:2: port: expected a number from 1 to 65535, got 0",
+        "s.yaml:3: mode: expected one of 'fast', 'safe', got 'slow'",
+        "s.yaml:4: tags: expected a list of strings, got ['a', 1]",
+        "s.yaml:5: labels: expected a mapping of strings to integers, got {'x': 'one'}",
+        "s.yaml:6: timeout: expected an integer or a number, got 'soon'",
+        "s.yaml:7: verbose: expected true or false, got 1",
+        "s.yaml:8: level: expected a level in (0, 1], got 0",
+        "s.yaml:10: limits.memory: expected a positive integer, got -2",
+        "s.yaml:11: limits.share: expected a number from 0 to 1, got 2",
+        "s.yaml:12: shout: expected a word, got 5",
+    ]
+
+
+def test_unknown_and_duplicate_keys_come_first_then_fields_in_order():
+    fields, problems = checked("prot: 1\nhost: a\nhost: b\nlimits: {memroy: 2}\n")
+    assert problems == [
+        "s.yaml:3: host: duplicate key (YAML would keep only the last)",
+        "s.yaml:1: prot: unknown key; did you mean 'port'?",
+        "s.yaml:4: limits.memroy: unknown key; did you mean 'memory'?",
+    ]
+    assert not fields.ok and fields.values["host"] == "b"
+    assert fields.invalid == {"limits"}  # its own unknown key: the nested mapping is not used
+    assert len(fields.problems) == 3
+
+
+def test_unknown_key_wording_and_duplicates_are_the_callers_choice():
+    _, problems = checked(
+        "host: a\nhost: b\ncolour: red\n",
+        unknown=lambda key, known: f"unknown key (known: {', '.join(known[:2])})",
+        duplicates=False,
+    )
+    assert problems == ["s.yaml:3: colour: unknown key (known: host, port)"]
+
+
+def test_missing_required_fields_are_reported_at_the_mapping():
+    fields, problems = checked("port: 80\n")
+    assert problems == ["s.yaml:1: host: missing; the machine to connect to"]
+    assert fields.invalid == {"host"} and not fields.ok
+    _, problems = checked("port: 80\nhost: null\n")  # null counts as missing
+    assert problems == ["s.yaml:1: host: missing; the machine to connect to"]
+
+
+def test_caller_defaults_replace_the_dataclass_ones_and_make_fields_optional():
+    fields, problems = checked("port: 80\n", defaults={"host": "localhost", "mode": "fast"})
+    assert problems == []
+    assert fields.build() == Server(host="localhost", port=80, mode="fast")
+    assert fields.given == {"port"}
+
+
+def test_invalid_fields_keep_their_defaults_and_the_rest_their_values():
+    fields, _ = checked("host: a\nport: x\ntags: [t]\nlimits: {memory: 0}\n")
+    assert fields.invalid == {"port", "limits"}
+    assert fields.values["port"] == 8080 and fields.values["tags"] == ("t",)
+    assert fields.values["limits"] == Limits()
+
+
+SEEN: dict[str, Any] = {}
+
+
+def _record(value: Any, at: At) -> Any:
+    SEEN.update(value=value, port=at.earlier["port"], line=at.line, field=at.field)
+    return value
+
+
+@dataclass(frozen=True)
+class Probe:
+    port: int = 1
+    custom: Annotated[Any, Via(_record)] = "unset"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ask:
+    prompt: Annotated[str, Required("missing; the question", unless=("messages",))]
+    messages: list[str] | None = None
+
+
+def test_a_parser_sees_null_and_the_fields_before_it():
+    report = Report("p.yaml")
+    fields = check(parse_yaml("port: 7\ncustom: null\n", "p.yaml"), Probe, report, "top")
+    assert report.problems == [] and fields.values["custom"] is None
+    assert SEEN == {"value": None, "port": 7, "line": 2, "field": "top.custom"}
+
+
+def test_required_unless_another_key_stands_in():
+    report = Report("a.yaml")
+    fields = check(parse_yaml("messages: [hi]\nprompt: 5\n", "a.yaml"), Ask, report)
+    assert report.problems == [] and fields.values["prompt"] is None  # replaced, so not read
+    check(parse_yaml("{}\n", "a.yaml"), Ask, report, "q")
+    assert [str(p) for p in report.problems] == ["a.yaml:1: q.prompt: missing; the question"]
+
+
+def test_plain_dicts_have_no_lines_and_raise_lists_every_problem():
+    report = Report("<server>")
+    check({"host": "", "port": "x"}, Server, report)
+    with pytest.raises(InputError) as info:
+        report.raise_if_any()
+    assert str(info.value) == (
+        "<server>: host: expected a non-empty string, got ''\n"
+        "<server>: port: expected an integer, got 'x'"
+    )
+    Report("quiet").raise_if_any()  # nothing found: nothing raised
+
+
+def test_nouns():
+    assert noun(str | None) == "a string"
+    assert noun(int) == "an integer"
+    assert noun(list[str]) == "a list of strings"
+    assert noun(Limits) == noun(dict) == noun(dict[Any, Any]) == "a mapping"
+    assert noun(tuple[Any, ...]) == "a list"
+    assert noun(Literal["a", "b"]) == "one of 'a', 'b'"
