@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from harness.models import ModelSpec, load
 from harness.sft import head, syncfree, varlen
 from harness.sft.data import load_data
-from harness.sft.train import EMBEDDED, FAST, TUTORIAL, make_trainer
+from harness.sft.settings import EMBEDDED, FAST, TUTORIAL
+from harness.sft.trainer import make_trainer
 
 from .conftest import PACKED, chat_rows, jsonl, run_cli, sft_args
 
