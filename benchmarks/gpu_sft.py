@@ -2,7 +2,7 @@
 
 The model is built from Qwen3-0.6B's config with seeded random weights (a training step costs the
 same with trained weights); the chat template and tokenizer are the embedded model's. Each
-configuration trains through `harness.sft.train.make_trainer` (TRL's SFTTrainer) in its own
+configuration trains through `harness.sft.trainer.make_trainer` (TRL's SFTTrainer) in its own
 process for `--seconds` after a few warm-up steps, on the same conversations:
 
 - `mix`: the project's SFT data (`data/sft/arithmetic.jsonl` + `general.jsonl` x5, ~50 tokens
@@ -50,7 +50,7 @@ GRAPH_BREAK = {"harness-attn-graph-break", "harness-syncs", "harness-syncs+worke
 
 
 def settings_for(name: str, tiny: bool):
-    from harness.sft.train import FAST, TUTORIAL
+    from harness.sft.settings import FAST, TUTORIAL
 
     # the tutorial leaves SFTConfig's defaults: bf16 and activation checkpointing on
     tutorial = replace(TUTORIAL, activation_checkpointing=True)
@@ -99,7 +99,7 @@ def configure(name: str, lm, tiny: bool, processes: int = 1):
     scaling, and trains for a fixed time."""
     from harness.sft import varlen
     from harness.sft.memory import fit_to_card
-    from harness.sft.train import for_device
+    from harness.sft.planning import for_device
 
     settings = for_device(settings_for(name, tiny), lm.device)
     if lm.device.startswith("cuda"):
@@ -197,7 +197,7 @@ def one(name: str, data_kind: str, seconds: float, warmup: int, tiny: bool) -> d
     begun = time.perf_counter()
     from harness.env import versions
     from harness.sft import varlen
-    from harness.sft.train import make_trainer
+    from harness.sft.trainer import make_trainer
 
     device, gpus = "cpu", int(os.environ.get("WORLD_SIZE", "1"))
     if torch.cuda.is_available():  # under torchrun: one GPU per process, DDP through Trainer

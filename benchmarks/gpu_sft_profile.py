@@ -165,7 +165,7 @@ def profiled_bare(trainer, steps: int, warmup: int):
 
 
 def main() -> None:
-    from harness.sft.train import make_trainer
+    from harness.sft.trainer import make_trainer
 
     os.environ.update(one_gpu(""))  # before CUDA starts: one process, one GPU
 

@@ -25,7 +25,9 @@ from transformers import TrainerCallback
 from benchmarks.gpu_sft import conversations
 from harness.models import load, load_registry, resolve
 from harness.sft.data import SFTData
-from harness.sft.train import FAST, TUTORIAL, make_trainer, plan_steps, row_lengths
+from harness.sft.planning import plan_steps, row_lengths
+from harness.sft.settings import FAST, TUTORIAL
+from harness.sft.trainer import make_trainer
 
 
 def split(data: SFTData, held_out: int, seed: int = 0) -> tuple[SFTData, SFTData]:

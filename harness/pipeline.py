@@ -21,8 +21,8 @@ from .paths import display_path
 from .report import write_reports
 from .results import RunFolder
 from .sft.curve import CurvePlan
+from .sft.planning import check_one_gpu_per_process
 from .sft.stage import run_sft
-from .sft.train import check_one_gpu_per_process
 from .suites import Suite
 from .tables import paired_table, summary_table
 

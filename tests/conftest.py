@@ -15,7 +15,7 @@ if not torch.cuda.is_available():  # Triton kernels run in its interpreter (set 
 
 from harness.cli import main
 from harness.sft import varlen
-from harness.sft.train import EMBEDDED
+from harness.sft.settings import EMBEDDED
 from harness.tiny import IM_END, build_model, build_tokenizer, pretrain, synthetic_corpus
 
 PROJECT = Path(__file__).resolve().parent.parent

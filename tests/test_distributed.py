@@ -171,7 +171,7 @@ def test_one_process_on_several_gpus_is_refused_before_any_work(
     err = capsys.readouterr().err
     assert "-m harness pipeline ..." in err and not (pipe / "run").exists()
     # under torchrun (one process or more), or on the CPU, the same machine trains
-    from harness.sft.train import check_one_gpu_per_process
+    from harness.sft.planning import check_one_gpu_per_process
 
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from harness.models import ModelSpec, load
 from harness.sft import head, syncfree, varlen
 from harness.sft.data import load_data
-from harness.sft.train import EMBEDDED, FAST, TUTORIAL, make_trainer
+from harness.sft.settings import EMBEDDED, FAST, TUTORIAL
+from harness.sft.trainer import make_trainer
 
 from .conftest import PACKED, chat_rows, jsonl, run_cli, sft_args
 
@@ -264,3 +265,28 @@ def test_a_trl_that_moves_what_the_step_relies_on_fails_loudly(monkeypatch):
     )
     with pytest.raises(RuntimeError, match=r"SFTTrainer.log\(self, logs, start_time\), found"):
         check_trl_contract(full)
+
+
+@pytest.mark.parametrize("moved", ["signature", "attribute"])
+def test_building_a_sync_free_trainer_on_a_moved_trl_fails(
+    random_model_dir, write, tmp_path, monkeypatch, moved
+):
+    """The check runs when the trainer is built: a run on such a TRL stops before its first
+    step, naming TRL's version and what moved."""
+    import trl
+
+    if moved == "signature":
+
+        def compute_loss(self, model, inputs, return_outputs=False):  # no num_items_in_batch
+            return None
+
+        monkeypatch.setattr(trl.SFTTrainer, "compute_loss", compute_loss)
+        missing = r"SFTTrainer\.compute_loss\(self, model, inputs, return_outputs, num_items"
+    else:  # a private field this TRL does not have, as a later TRL may drop one of its own
+        monkeypatch.setattr(syncfree, "TRL_ATTRIBUTES", (*syncfree.TRL_ATTRIBUTES, "_gone"))
+        missing = "_gone"
+    lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
+    data = load_data(write("d.jsonl", jsonl(chat_rows(8))))
+    version = trl.__version__.replace(".", r"\.")
+    with pytest.raises(RuntimeError, match=rf"^TRL {version} changed .*{missing}"):
+        make_trainer(lm, data, replace(EMBEDDED, sync_free=True), tmp_path, progress=False)

@@ -17,7 +17,7 @@ from harness.sft.memory import (
     fit_memory,
     head_bytes,
 )
-from harness.sft.train import FAST, TUTORIAL
+from harness.sft.settings import FAST, TUTORIAL
 
 QWEN3 = Qwen3Config(**QWEN3_06B)  # the shape the benchmarks measured
 N_PARAMS = 596_049_920

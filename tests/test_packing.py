@@ -13,20 +13,13 @@ import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
 from harness.models import ModelSpec, load
-from harness.sft import train as train_module
-from harness.sft import varlen
+from harness.sft import planning, varlen
+from harness.sft import trainer as train_module
 from harness.sft.compiling import compile_layers
 from harness.sft.data import load_data
-from harness.sft.train import (
-    EMBEDDED,
-    FAST,
-    TUTORIAL,
-    default_settings,
-    for_device,
-    make_trainer,
-    plan_steps,
-    respect_choices,
-)
+from harness.sft.planning import for_device, plan_steps
+from harness.sft.settings import EMBEDDED, FAST, TUTORIAL, default_settings, respect_choices
+from harness.sft.trainer import make_trainer
 
 from .conftest import PACKED, chat_rows, jsonl, run_cli, sft_args
 
@@ -277,7 +270,7 @@ def test_compile_setting_compiles_the_layers(random_model_dir, write, tmp_path, 
     logs: list[str] = []
     has = {"triton": True, "liger_kernel": True}
     monkeypatch.setattr(
-        train_module.importlib.util, "find_spec", lambda name: object() if has[name] else None
+        planning.importlib.util, "find_spec", lambda name: object() if has[name] else None
     )
     both = for_device(replace(FAST, liger=True), "cuda", logs.append)
     assert both.compile and not both.liger

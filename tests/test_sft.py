@@ -14,7 +14,8 @@ from harness.results import RunFolder
 from harness.sft import generate
 from harness.sft.data import load_data, load_many
 from harness.sft.overlap import find_overlaps
-from harness.sft.train import EMBEDDED, make_trainer
+from harness.sft.settings import EMBEDDED
+from harness.sft.trainer import make_trainer
 from harness.suites import load_suites
 
 from .conftest import PROJECT, chat_rows, jsonl, run_args, run_cli, sft_args

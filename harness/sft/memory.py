@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HarnessError
 from ..logs import say
 from ..models import attention_shape
+
+if TYPE_CHECKING:
+    from .settings import SFTSettings
 
 # Bytes kept for backward per token and layer without activation checkpointing, bf16 autocast,
 # in units of the layer's widths (hidden, query, key/value and MLP). Fitted on a Qwen3-0.6B
@@ -44,7 +47,7 @@ HEAD_TILES = {"compiled": 4, "eager": 10}
 HEAD_BYTES_PER_VOCAB_WIDTH = 8
 
 
-def head_bytes(config: Any, settings: Any) -> int:
+def head_bytes(config: Any, settings: SFTSettings) -> int:
     """Working memory of the sync-free loss head (TRL's is within the per-token fit)."""
     if not settings.sync_free:
         return 0
@@ -53,7 +56,7 @@ def head_bytes(config: Any, settings: Any) -> int:
     return HEAD_TILES[kernels] * TILE_BYTES[kernels] + vocab
 
 
-def kernels_of(settings: Any) -> str:
+def kernels_of(settings: SFTSettings) -> str:
     """Which kernels the settings train with (they keep different intermediates for backward)."""
     return "compiled" if settings.compile else "liger" if settings.liger else "eager"
 
@@ -73,13 +76,13 @@ def bytes_per_token(config: Any, kernels: str) -> float:
 
 
 def fit_to_card(
-    settings: Any,
+    settings: SFTSettings,
     config: Any,
     n_params: int,
     device: str,
     processes: int = 1,
     log: Callable[[str], None] = say,
-) -> Any:
+) -> SFTSettings:
     """`fit_memory` for the CUDA card `device` (under torchrun: this rank's, the same size on
     every rank)."""
     import torch
@@ -89,13 +92,13 @@ def fit_to_card(
 
 
 def fit_memory(
-    settings: Any,
+    settings: SFTSettings,
     config: Any,
     n_params: int,
     total_bytes: int,
     processes: int = 1,
     log: Callable[[str], None] = say,
-) -> Any:
+) -> SFTSettings:
     """`settings` with batch_size x grad_accum rearranged so one micro-batch fits
     `settings.memory_fraction` of a card of `total_bytes`; tokens per optimizer step unchanged.
     Where not even one sequence fits, activation checkpointing; where the model's training

@@ -14,13 +14,9 @@ from ..suites import Suite
 from .curve import CurvePlan
 from .data import load_many
 from .overlap import find_overlaps
-from .train import (
-    check_one_gpu_per_process,
-    default_settings,
-    respect_choices,
-    settings_from_yaml,
-    train,
-)
+from .planning import check_one_gpu_per_process
+from .settings import default_settings, respect_choices, settings_from_yaml
+from .train import train
 
 MAX_LISTED = 15
 

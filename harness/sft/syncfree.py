@@ -6,7 +6,7 @@ drains the GPU's queue, and the GPU then idles while Python starts the next piec
 Qwen3-0.6B step of 32k tokens on an H200 these gaps were ~50 of 339 ms (benchmarks/RESULTS.md).
 Here the loss goes through `head.FusedHead` on the positions the collator lists, entropy and
 token accuracy stay on the GPU and are read when Trainer logs, and so is the count of trained
-tokens across processes (Trainer's nan check is off: `train.make_trainer`).
+tokens across processes (Trainer's nan check is off: `trainer.sft_config`).
 
 The loss, its gradients and the logged metrics are TRL's (tests/test_head.py compares them).
 """
