@@ -1,19 +1,26 @@
-"""The sources harness ships with: a local folder, a LoRA adapter's folder, a hub id, a GGUF file.
+"""The sources harness ships with: a local folder, a hub id, a GGUF file, a LoRA adapter's folder.
 
-Each is one function registered with `@source`; a new way of locating weights is one more.
+Each is one function registered with `@source`; a new way of locating weights is one more,
+here or anywhere imported before models.yaml is read. Registration order is the order the
+registry's messages list them in.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from .sources import Located, source
+from .sources import Located, as_given, beside_registry, source
 from .spec import ModelSpec
 
+if TYPE_CHECKING:
+    from .loading import LoadedModel
 
-@source("path")
+
+@source("path", "a folder")
 def local_folder(spec: ModelSpec) -> Located:
     folder = Path(spec.location)
     if not folder.exists():
@@ -28,19 +35,7 @@ def local_folder(spec: ModelSpec) -> Located:
     return Located(folder)
 
 
-@source("adapter")
-def adapter_folder(spec: ModelSpec) -> Located:
-    """A LoRA adapter's folder (adapter_config.json and its weights), loaded onto its base."""
-    folder = Path(spec.location)
-    if not (folder / "adapter_config.json").is_file():
-        raise InputError(
-            f"adapter '{spec.name}': {folder} holds no adapter_config.json; give the folder "
-            "that save_pretrained wrote for the adapter"
-        )
-    return Located(folder)
-
-
-@source("hub")
+@source("hub", "an id", place=as_given)
 def hub_snapshot(spec: ModelSpec) -> Located:
     """A hub id, from the local cache; downloads only where a network and permission exist."""
     from huggingface_hub import snapshot_download
@@ -69,7 +64,17 @@ def hub_snapshot(spec: ModelSpec) -> Located:
         ) from None
 
 
-@source("gguf")
+def _packaged_or_beside(value: str, entry: Mapping[str, Any], folder: Path) -> str:
+    """A file name inside the `package:` distribution as given, else a path like any other."""
+    return value if entry.get("package") else beside_registry(value, entry, folder)
+
+
+@source(
+    "gguf",
+    "a file",
+    extras={"package": "names where a 'gguf' file is"},
+    place=_packaged_or_beside,
+)
 def gguf_file(spec: ModelSpec) -> Located:
     """A llama.cpp GGUF file, given as a path or as a file shipped inside a Python package."""
     import importlib.util
@@ -103,3 +108,30 @@ def gguf_file(spec: ModelSpec) -> Located:
     if not path.is_file():
         raise InputError(f"model '{spec.name}': GGUF file {path} does not exist")
     return Located(path.parent, path.name)
+
+
+def _onto_its_base(
+    spec: ModelSpec, *, device: str, dtype: str, trust_remote_code: bool
+) -> LoadedModel:
+    """An adapter runs on its base's weights: the base loads first, the adapter onto it."""
+    from ..adapters import SharedBases
+
+    kwargs = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code}
+    return SharedBases([spec], **kwargs).load(spec)
+
+
+@source(
+    "adapter",
+    "a LoRA adapter's folder",
+    extras={"base": "names an 'adapter''s base model"},
+    load=_onto_its_base,
+)
+def adapter_folder(spec: ModelSpec) -> Located:
+    """A LoRA adapter's folder (adapter_config.json and its weights), loaded onto its base."""
+    folder = Path(spec.location)
+    if not (folder / "adapter_config.json").is_file():
+        raise InputError(
+            f"adapter '{spec.name}': {folder} holds no adapter_config.json; give the folder "
+            "that save_pretrained wrote for the adapter"
+        )
+    return Located(folder)

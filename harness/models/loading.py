@@ -11,7 +11,7 @@ from typing import Any
 
 from ..chat import ChatFormat, prepare
 from ..errors import InputError
-from .sources import SOURCES
+from .sources import SOURCES, Located
 from .spec import ModelSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
@@ -80,17 +80,29 @@ def pick_dtype(requested: str, spec_dtype: str, device: str) -> str:
 def load(
     spec: ModelSpec, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
 ) -> LoadedModel:
-    """Load weights and tokenizer, put the chat template in place, work out stop tokens; an
-    adapter comes loaded onto its base."""
+    """Load weights and tokenizer, put the chat template in place, work out stop tokens; the
+    spec's source says where they are, and loads them itself where it has its own way (an
+    adapter comes loaded onto its base)."""
+    found = SOURCES[spec.source]
+    if found.load is not None:
+        return found.load(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    return load_located(
+        spec, found.locate(spec), device=device, dtype=dtype, trust_remote_code=trust_remote_code
+    )
+
+
+def load_located(
+    spec: ModelSpec,
+    located: Located,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load, with transformers, the checkpoint a source found for `spec`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    if spec.source == "adapter":
-        from ..adapters import SharedBases
-
-        kwargs = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code}
-        return SharedBases([spec], **kwargs).load(spec)
-    located = SOURCES[spec.source](spec)
     folder, extra = located.folder, located.load_kwargs()
     where = folder / located.gguf_file if located.gguf_file else folder
     device = pick_device(device)

@@ -16,22 +16,14 @@ from ..errors import InputError, Problem, hint
 from ..files import write_text_atomic
 from ..paths import display_path, models_registries, user_registry
 from ..yamlio import load_yaml
-from .spec import DTYPES, ModelSpec
+from .sources import SOURCES, location_choices
+from .spec import DTYPES, EXTRA_FIELDS, SHARED_KEYS, ModelSpec
 
-ENTRY_KEYS = {
-    "path",
-    "hub",
-    "gguf",
-    "package",
-    "dtype",
-    "chat_template",
-    "trust_remote_code",
-    "description",
-    "adapter",
-    "base",
-}
-LOCATION_KEYS = ("path", "hub", "gguf", "adapter")
-# Files whose bytes decide what a model outputs; the fingerprint hashes exactly these.
+
+def entry_keys() -> set[str]:
+    """The keys a models.yaml entry may hold: the shared ones, and each registered source's
+    location key and extras."""
+    return {*SHARED_KEYS, *SOURCES, *(key for s in SOURCES.values() for key in s.extras)}
 
 
 def _entry(
@@ -41,45 +33,21 @@ def _entry(
         problems.append(Problem(file, "expected a mapping with 'path' or 'hub'", line, name))
         return None
     n = len(problems)
+    known = entry_keys()
     for key in raw:
-        if key not in ENTRY_KEYS:
-            message = f"unknown key; {hint(key, ENTRY_KEYS)}"
+        if key not in known:
+            message = f"unknown key; {hint(key, known)}"
             problems.append(Problem(file, message, raw.line_of(key), f"{name}.{key}"))
-    if sum(key in raw for key in LOCATION_KEYS) != 1:
-        problems.append(
-            Problem(
-                file,
-                "give exactly one of 'path' (a folder), 'hub' (an id), 'gguf' (a file) or "
-                "'adapter' (a LoRA adapter's folder)",
-                line,
-                name,
-            )
-        )
-    if "package" in raw and "gguf" not in raw:
-        problems.append(
-            Problem(
-                file,
-                "'package' names where a 'gguf' file is",
-                raw.line_of("package"),
-                f"{name}.package",
-            )
-        )
-    if "base" in raw and "adapter" not in raw:
-        problems.append(
-            Problem(
-                file, "'base' names an 'adapter''s base model", raw.line_of("base"), f"{name}.base"
-            )
-        )
-    for key in (
-        "path",
-        "hub",
-        "gguf",
-        "package",
-        "chat_template",
-        "description",
-        "adapter",
-        "base",
-    ):
+    given = [s for s in SOURCES.values() if s.key in raw]
+    if len(given) != 1:
+        problems.append(Problem(file, f"give exactly one of {location_choices()}", line, name))
+    extras = list(dict.fromkeys(key for s in SOURCES.values() for key in s.extras))
+    for key in extras:
+        takers = [s for s in SOURCES.values() if key in s.extras]
+        if key in raw and not any(s.key in raw for s in takers):
+            message = f"'{key}' {takers[0].extras[key]}"
+            problems.append(Problem(file, message, raw.line_of(key), f"{name}.{key}"))
+    for key in (*SOURCES, *extras, "chat_template", "description"):
         if key in raw and not isinstance(raw[key], str):
             problems.append(
                 Problem(
@@ -111,26 +79,18 @@ def _entry(
     template = raw.get("chat_template")
     if template and "{" not in template and (base / template).is_file():
         template = (base / template).read_text()  # a path to a .jinja file, relative to models.yaml
-    package = raw.get("package")
-    if "path" in raw or "adapter" in raw or ("gguf" in raw and not package):
-        key = next(k for k in ("path", "adapter", "gguf") if k in raw)
-        target = Path(raw[key]).expanduser()
-        target = target if target.is_absolute() else base / target
-        src, location = key, str(display_path(target))
-    elif "gguf" in raw:
-        src, location = "gguf", raw["gguf"]
-    else:
-        src, location = "hub", raw["hub"]
+    (found,) = given
+    extra = {key: raw[key] for key in found.extras if key in raw}
     return ModelSpec(
         name,
-        src,
-        location,
+        found.key,
+        found.place(raw[found.key], raw, base),
         dtype,
         template,
         trust,
         raw.get("description", ""),
-        package,
-        raw.get("base"),
+        **{key: value for key, value in extra.items() if key in EXTRA_FIELDS},
+        options={key: value for key, value in extra.items() if key not in EXTRA_FIELDS},
     )
 
 

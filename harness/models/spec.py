@@ -5,9 +5,17 @@ Every other module of the package passes a `ModelSpec` around, so it lives apart
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# models.yaml keys an entry of any source may hold
+SHARED_KEYS = ("dtype", "chat_template", "trust_remote_code", "description")
+# a source's extra keys that fill a field of their own (code reads them by name); any other
+# extra key lands in `ModelSpec.options`
+EXTRA_FIELDS = ("package", "base")
+# names no source may take for a key: they are the spec's own
+RESERVED_KEYS = (*SHARED_KEYS, "name", "source", "location", "options")
 
 
 @dataclass(frozen=True)
@@ -23,3 +31,5 @@ class ModelSpec:
     description: str = ""
     package: str | None = None  # a Python distribution that ships the GGUF file
     base: str | None = None  # an adapter's base model (a registry name, folder or hub id)
+    # the source's other extra models.yaml keys, as the entry gives them
+    options: Mapping[str, str] = field(default_factory=dict, hash=False)
