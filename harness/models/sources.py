@@ -67,6 +67,9 @@ def as_given(value: str, entry: Mapping[str, Any], folder: Path) -> str:
 
 @dataclass(frozen=True)
 class Source:
+    """A source as `@source` registered it; calling it locates a spec's checkpoint (what
+    checking a model exists before a run needs, without loading it)."""
+
     key: str  # the models.yaml key holding the location; also ModelSpec.source
     noun: str  # what the location is ("a folder"), as the registry's messages name it
     locate: SourceFn
@@ -119,6 +122,7 @@ def unregister_source(key: str) -> None:
 
 
 def location_keys() -> tuple[str, ...]:
+    """The models.yaml keys that give an entry's location, one per source."""
     return tuple(SOURCES)
 
 
