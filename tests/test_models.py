@@ -1,14 +1,28 @@
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 from transformers import ViTConfig
 
 from harness.errors import InputError
-from harness.models import ModelSpec, fingerprint, load, load_registry, resolve, resolve_many
+from harness.models import (
+    SOURCES,
+    Located,
+    ModelSpec,
+    as_given,
+    fingerprint,
+    load,
+    load_registry,
+    resolve,
+    resolve_many,
+    source,
+    unregister_source,
+)
 
-from .conftest import PROJECT
+from .conftest import PROJECT, run_args, run_cli
 
 
 def test_project_registry_has_the_embedded_base():
@@ -110,3 +124,84 @@ def test_gguf_entries(write, tmp_path):
     gguf = tmp_path / "x.gguf"
     gguf.write_bytes(b"GGUF")
     assert resolve(str(gguf), {}).source == "gguf"
+
+
+@pytest.fixture
+def shelf(tmp_path, random_model_dir):
+    """A source of the test's own, registered here and nowhere else: `shelf: NAME` is the model
+    NAME on a shelf folder, and `edition:` picks one of its copies."""
+    root = tmp_path / "shelf"
+    shutil.copytree(random_model_dir, root / "tiny" / "v1")
+
+    @source(
+        "shelf",
+        "a name on the shelf",
+        extras={"edition": "picks a 'shelf' model's copy"},
+        place=as_given,  # a name, not a path relative to models.yaml
+    )
+    def on_the_shelf(spec: ModelSpec) -> Located:
+        folder = root / spec.location / spec.options.get("edition", "v1")
+        if not folder.is_dir():
+            raise InputError(f"model '{spec.name}': no {spec.location} on the shelf")
+        return Located(folder)
+
+    yield root
+    unregister_source("shelf")
+
+
+SHELF_ENTRY = "models:\n  mine:\n    shelf: tiny\n    edition: v1\n    dtype: float32\n"
+
+
+def test_a_source_is_one_registered_function(shelf, random_model_dir, write, tmp_path, monkeypatch):
+    path = write("models.yaml", SHELF_ENTRY + "  odd:\n    path: x\n    edition: v2\n")
+    with pytest.raises(InputError) as info:
+        load_registry(path)
+    assert f"{path}:8: odd.edition: 'edition' picks a 'shelf' model's copy" in str(info.value)
+    path.write_text(SHELF_ENTRY)
+    spec = resolve("mine", load_registry(path))
+    assert (spec.source, spec.location, spec.options) == ("shelf", "tiny", {"edition": "v1"})
+    lm = load(spec, device="cpu")
+    assert lm.folder == shelf / "tiny" / "v1" and lm.dtype == "float32"
+    assert lm.fingerprint == fingerprint(random_model_dir)
+    # the command line reaches it by its name in models.yaml, like any other model
+    monkeypatch.setenv("HARNESS_MODELS", str(path))
+    suite = write(
+        "mini.yaml",
+        "name: mini\nquestions:\n  - {id: q1, prompt: 'What is 2 + 2?', "
+        "answer: 4, scorer: numeric, max_new_tokens: 4}\n",
+    )
+    assert run_cli(*run_args(suite, "mine", tmp_path / "run")) == 0
+    model = json.loads((tmp_path / "run" / "run.json").read_text())["models"]["mine"]
+    assert (model["source"], model["location"]) == ("shelf", "tiny")
+
+
+def test_entries_name_every_registered_source(shelf, write):
+    path = write("models.yaml", "models:\n  both:\n    path: x\n    shelf: tiny\n")
+    with pytest.raises(InputError, match="'adapter' \\(a LoRA adapter's folder\\) or 'shelf'"):
+        load_registry(path)
+
+
+def test_an_unknown_location_key_is_refused_clearly(write):
+    path = write("models.yaml", SHELF_ENTRY)
+    with pytest.raises(InputError) as info:
+        load_registry(path)
+    text = str(info.value)
+    assert f"{path}:3: mine.shelf: unknown key; " in text
+    assert f"{path}:4: mine.edition: unknown key; " in text
+    assert (
+        f"{path}:2: mine: give exactly one of 'path' (a folder), 'hub' (an id), 'gguf' (a file) "
+        "or 'adapter' (a LoRA adapter's folder)"
+    ) in text
+
+
+def test_a_source_cannot_take_a_key_in_use():
+    def locate(spec: ModelSpec) -> Located:
+        return Located(Path(spec.location))
+
+    with pytest.raises(ValueError, match="registered already"):
+        source("path", "a folder")(locate)
+    with pytest.raises(ValueError, match="dtype, gguf names another key"):
+        source("x", "a thing", extras={"gguf": "", "dtype": ""})(locate)
+    with pytest.raises(ValueError, match="package names another key"):
+        source("package", "a distribution")(locate)
+    assert "x" not in SOURCES and "package" not in SOURCES
