@@ -22,7 +22,7 @@ from .curves import notes as curve_notes
 from .curves import read_curve
 from .curves import rows as curve_rows
 from .curves import table as curve_table
-from .files import write_text_atomic
+from .files import write_atomic
 from .results import RunFolder
 from .sample import as_samples
 from .summarize import FRAGILE_MARGIN, fragile, summarize
@@ -300,6 +300,6 @@ def write_reports(run_dir: Path) -> tuple[Path, Path]:
     html = env.get_template("report.html.j2").render(**ctx)
     md = env.get_template("report.md.j2").render(**ctx)
     html_path, md_path = folder.path / "report.html", folder.path / "report.md"
-    write_text_atomic(html_path, html)
-    write_text_atomic(md_path, md)
+    write_atomic(html_path, html)
+    write_atomic(md_path, md)
     return html_path, md_path
