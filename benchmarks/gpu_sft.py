@@ -45,7 +45,7 @@ RUNS = [
 ]
 
 
-# configurations that reproduce earlier defaults, whose compiled layers broke around attention
+# configurations whose compiled layers break their graph around attention (to compare)
 GRAPH_BREAK = {"harness-attn-graph-break", "harness-syncs", "harness-syncs+workers"}
 
 
@@ -64,7 +64,7 @@ def settings_for(name: str, tiny: bool):
         # between steps (the step without harness/sft/syncfree.py)
         "harness-syncs": replace(FAST, sync_free=False, loader_workers=0),
         "harness-syncs+workers": replace(FAST, sync_free=False),
-        # Liger's kernels, 16k-token steps ("harness+liger" in the JSON of 2026-11-28)
+        # Liger's kernels at 16k-token steps ("harness+liger" in results/gpu_sft_h200*.json)
         "harness-liger-batch2": replace(FAST, compile=False, liger=True, batch_size=2),
         "harness-liger": replace(FAST, compile=False, liger=True),
         "harness-eager": replace(FAST, compile=False),  # PyTorch's own kernels, uncompiled
@@ -72,7 +72,8 @@ def settings_for(name: str, tiny: bool):
         "harness-batch2": replace(FAST, batch_size=2),
         "harness-batch6": replace(FAST, batch_size=6),
         "harness-batch8": replace(FAST, batch_size=8),
-        # grouped-query heads repeated before the Flash kernel, as before native GQA (set below)
+        # grouped-query heads repeated before the Flash kernel instead of passed as they are
+        # (set below)
         "harness-repeat-kv": FAST,
         # a graph break around the attention kernel in each compiled layer (set below, as for
         # the repeat-kv row above)

@@ -123,7 +123,7 @@ def main() -> None:
     configs = {
         "tutorial": replace(TUTORIAL, **quiet),
         "harness": fast,  # steps sized to the data (min_steps), learning rate scaled
-        # always 2 x 8,192-token steps (the size before steps were fitted to the data), lr capped
+        # always 2 x 8,192-token steps, however few rows the data has (min_steps off), lr capped
         "harness-16k": replace(fast, min_steps=0, batch_size=2),
     }
     results = []

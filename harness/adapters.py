@@ -24,10 +24,6 @@ ADAPTER_CONFIG = "adapter_config.json"
 MERGE_NOTE = "merged into float32 copies of the base's weights while decoding (peft's branch off)"
 
 
-def is_adapter_folder(path: Path) -> bool:
-    return (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
-
-
 def adapter_config(spec: ModelSpec) -> dict[str, Any]:
     path = Path(spec.location) / ADAPTER_CONFIG
     try:

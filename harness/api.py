@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .files import write_jsonl_atomic
+from .files import write_atomic, write_jsonl_atomic
 from .logs import say
 from .models import LoadedModel, ModelSpec, checkpoints, from_memory, load_registry, resolve
 from .sample import Sample, as_samples
@@ -99,16 +99,15 @@ class Run:
 
     def report(self, path: str | Path | None = None) -> tuple[Path, Path]:
         """Write report.html and report.md (into the run folder, or copies into `path`)."""
-        import shutil
-
         from .report import write_reports
 
         html, md = write_reports(self.path)
         if path is None:
             return html, md
-        target = Path(path)
-        target.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy2(html, target)), Path(shutil.copy2(md, target))
+        html_copy, md_copy = Path(path) / html.name, Path(path) / md.name
+        write_atomic(html_copy, html.read_bytes())
+        write_atomic(md_copy, md.read_bytes())
+        return html_copy, md_copy
 
     def export(self, path: str | Path, fmt: str | None = None, what: str = "samples") -> Path:
         """The samples or the summary as csv, parquet or jsonl (`fmt` from the suffix if left
@@ -122,7 +121,6 @@ class Run:
         if what not in ("samples", "summary"):
             raise InputError(f"expected samples or summary, got {what!r}", argument="what")
         df = self.samples_df() if what == "samples" else self.summary_df()
-        path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "jsonl":
             rows = [s.to_dict() for s in self.samples] if what == "samples" else None
             write_jsonl_atomic(path, rows if rows is not None else df.to_dict("records"))
@@ -131,10 +129,8 @@ class Run:
         for column in flat.columns:
             if flat[column].map(lambda v: isinstance(v, dict | list | tuple)).any():
                 flat[column] = flat[column].map(lambda v: json.dumps(v, ensure_ascii=False))
-        if fmt == "csv":
-            flat.to_csv(path, index=False)
-        else:
-            flat.to_parquet(path, index=False)
+        data = flat.to_csv(index=False) if fmt == "csv" else flat.to_parquet(index=False)
+        write_atomic(path, data)
         return path
 
 

@@ -372,6 +372,7 @@ def cmd_overlap(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from .files import write_jsonl_atomic
     from .sft import generate
     from .suites import load_suites
 
@@ -381,7 +382,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     else:
         rows = generate.general()
     out = Path(args.out or f"data/sft/{args.kind}.jsonl")
-    generate.write_jsonl(rows, out)
+    write_jsonl_atomic(out, rows)
     print(f"wrote {len(rows)} rows to {display_path(out)}")
     return 0
 

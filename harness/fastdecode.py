@@ -11,7 +11,7 @@ prompt: on CPU in float32 they equal `generate`'s token for token (tests/test_fa
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -77,6 +77,157 @@ def _shared_kv_heads(model: Any) -> Iterator[None]:
         model.set_attn_implementation(impl)
 
 
+def _cache_argument(model: Any) -> str:
+    """The forward's keyword for the KV cache: `cache` in transformers 5.2x, else
+    `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _mask_format(model: Any, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Boolean attention masks as the model's attention takes them: eager adds a float mask
+    (dtype minimum where masked); SDPA and the GQA-aware SDPA take the booleans."""
+    if getattr(model.config, "_attn_implementation", "sdpa") != "eager":
+        return lambda m: m
+    return lambda m: torch.zeros(m.shape, dtype=model.dtype, device=device).masked_fill(
+        ~m, torch.finfo(model.dtype).min
+    )
+
+
+class _StaticDecode:
+    """One batch's greedy decode over buffers allocated once: the KV cache, the output tokens
+    (and margins), and the counters the step reads and advances in place, so that a CUDA graph
+    captured from one step replays every later one."""
+
+    def __init__(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        max_new_tokens: int,
+        with_margins: bool,
+    ) -> None:
+        from transformers import StaticCache
+
+        device = input_ids.device
+        batch, prompt = input_ids.shape
+        total = prompt + max_new_tokens
+        self.model, self.input_ids, self.batch, self.prompt = model, input_ids, batch, prompt
+        self.cache = StaticCache(config=model.config, max_cache_len=total)
+        self.cache_kwargs = {_cache_argument(model): self.cache}
+        self.valid, self.positions = _masks(attention_mask, total)
+        self.slots = torch.arange(total, device=device)
+        self.as_mask = _mask_format(model, device)
+        self.tokens = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
+        self.margins = torch.zeros(batch, max_new_tokens, device=device) if with_margins else None
+        self.step = torch.zeros((), dtype=torch.long, device=device)  # index of the token fed
+        self.position = self.positions[:, -1:] + 1
+        self.cache_position = torch.full((1,), prompt, dtype=torch.long, device=device)
+
+    def pick(self, logits: torch.Tensor, at: torch.Tensor) -> None:
+        """Write the greedy token (and its margin) of each row at column `at`."""
+        self.tokens.scatter_(1, at, logits.argmax(-1)[:, None])
+        if self.margins is not None:
+            top = logits.float().topk(2, dim=-1).values
+            self.margins.scatter_(1, at, (top[:, :1] - top[:, 1:]))
+
+    def prefill(self) -> None:
+        """The prompt into the cache, causal with padding masked, and the first token picked."""
+        device = self.input_ids.device
+        causal = self.slots[None, :] <= torch.arange(self.prompt, device=device)[:, None]
+        mask = (causal[None] & self.valid[:, None, :])[:, None]  # [batch, 1, prompt, total]
+        out = self.model(
+            input_ids=self.input_ids,
+            attention_mask=self.as_mask(mask),
+            position_ids=self.positions,
+            **self.cache_kwargs,
+            cache_position=torch.arange(self.prompt, device=device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.pick(out.logits[:, -1], torch.zeros(self.batch, 1, dtype=torch.long, device=device))
+
+    def decode_step(self) -> None:
+        """Feed the token at `step`, pick the next, advance every counter by one."""
+        current = self.tokens.gather(1, self.step.view(1, 1).expand(self.batch, 1))
+        written = self.slots <= self.cache_position  # slots filled so far and this step's
+        seen = self.valid[:, None, None, :] & written[None, None, None, :]
+        logits = self.model(
+            input_ids=current,
+            attention_mask=self.as_mask(seen),
+            position_ids=self.position,
+            **self.cache_kwargs,
+            cache_position=self.cache_position,
+            use_cache=True,
+        ).logits[:, -1]
+        self.pick(logits, (self.step + 1).view(1, 1).expand(self.batch, 1))
+        self.step.add_(1)
+        self.position.add_(1)
+        self.cache_position.add_(1)
+
+    def counters(self) -> list[torch.Tensor]:
+        """Every tensor a step advances: ours and the cache layers' own write positions
+        (transformers keeps one per layer)."""
+        return [self.step, self.position, self.cache_position] + [
+            layer.cumulative_length
+            for layer in getattr(self.cache, "layers", [])
+            if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)
+        ]
+
+    def result(self, done: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        margins = None if self.margins is None else self.margins[:, :done]
+        return self.tokens[:, :done], margins
+
+
+def _warm_up(decode: _StaticDecode, cuda_graph: bool) -> None:
+    """Two steps before capture (allocations, autotuning), on a side stream under `cuda_graph`,
+    then every counter put back: the steps that follow start where they would without them."""
+    counters = decode.counters()
+    saved = [c.clone() for c in counters]
+    if cuda_graph:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                decode.decode_step()
+        torch.cuda.current_stream().wait_stream(side)
+    else:
+        for _ in range(2):
+            decode.decode_step()
+    _restore(counters, saved)
+
+
+def _captured(decode: _StaticDecode) -> Callable[[], None]:
+    """The step captured as a CUDA graph (capturing runs it once: the counters are put back);
+    returns its replay."""
+    counters = decode.counters()
+    saved = [c.clone() for c in counters]
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        decode.decode_step()
+    _restore(counters, saved)
+    return graph.replay
+
+
+def _restore(counters: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    for buf, value in zip(counters, saved, strict=True):
+        buf.copy_(value)
+
+
+def _decode_until_stopped(
+    run: Callable[[], None], tokens: torch.Tensor, stop_ids: list[int], max_new_tokens: int
+) -> int:
+    """Run steps until `max_new_tokens` tokens or until every row holds a stop token (looked at
+    every CHECK_EVERY steps: one host sync each); returns the tokens made."""
+    stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=tokens.device)
+    done = 1
+    while done < max_new_tokens:
+        run()
+        done += 1
+        if done % CHECK_EVERY == 0 and bool(torch.isin(tokens[:, :done], stops).any(-1).all()):
+            break
+    return done
+
+
 @torch.inference_mode()
 def greedy_static(
     model: Any,
@@ -90,115 +241,17 @@ def greedy_static(
     with_margins: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Generated ids [batch, <= max_new_tokens] (rows run on past their stop token; cut later)
-    and, with `with_margins`, each step's gap between the best and second-best logit."""
+    and, with `with_margins`, each step's gap between the best and second-best logit.
+
+    `cuda_graph` (default: on CUDA) replays the step as a CUDA graph; `rehearse` runs the graph
+    path's warm-up and reset without a graph, so that a CPU can check they change nothing."""
     with _shared_kv_heads(model):
-        from transformers import StaticCache
-
-        device = input_ids.device
-        batch, prompt = input_ids.shape
-        total = prompt + max_new_tokens
-        cuda_graph = device.type == "cuda" if cuda_graph is None else cuda_graph
-        cache = StaticCache(config=model.config, max_cache_len=total)
-        # transformers renamed the argument (past_key_values -> cache) in 5.2x; accept either
-        cache_arg = (
-            "cache"
-            if "cache" in inspect.signature(model.forward).parameters
-            else ("past_key_values")
-        )
-        valid, positions = _masks(attention_mask, total)
-        slots = torch.arange(total, device=device)
-
-        # prefill: causal over the prompt, padding masked, nothing beyond the prompt
-        causal = slots[None, :] <= torch.arange(prompt, device=device)[:, None]  # [prompt, total]
-        mask = (causal[None] & valid[:, None, :])[:, None]  # [batch, 1, prompt, total]
-        additive = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
-        as_mask = (
-            (
-                lambda m: torch.zeros(m.shape, dtype=model.dtype, device=device).masked_fill(
-                    ~m, torch.finfo(model.dtype).min
-                )
-            )
-            if additive
-            else (lambda m: m)
-        )
-        out = model(
-            input_ids=input_ids,
-            attention_mask=as_mask(mask),
-            position_ids=positions,
-            **{cache_arg: cache},
-            cache_position=torch.arange(prompt, device=device),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        tokens = torch.empty(batch, max_new_tokens, dtype=torch.long, device=device)
-        margins = torch.zeros(batch, max_new_tokens, device=device) if with_margins else None
-
-        def pick(logits: torch.Tensor, at: torch.Tensor) -> None:
-            tokens.scatter_(1, at, logits.argmax(-1)[:, None])
-            if margins is not None:
-                top = logits.float().topk(2, dim=-1).values
-                margins.scatter_(1, at, (top[:, :1] - top[:, 1:]))
-
-        pick(out.logits[:, -1], torch.zeros(batch, 1, dtype=torch.long, device=device))
+        cuda_graph = input_ids.device.type == "cuda" if cuda_graph is None else cuda_graph
+        decode = _StaticDecode(model, input_ids, attention_mask, max_new_tokens, with_margins)
+        decode.prefill()
         if max_new_tokens == 1:
-            return tokens, margins
-
-        stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=device)
-        # static buffers the step reads and advances in place (so a CUDA graph can replay it)
-        step = torch.zeros((), dtype=torch.long, device=device)  # index of the token being fed
-        position = positions[:, -1:] + 1
-        cache_position = torch.full((1,), prompt, dtype=torch.long, device=device)
-
-        def decode_step() -> None:
-            current = tokens.gather(1, step.view(1, 1).expand(batch, 1))
-            seen = valid[:, None, None, :] & (slots <= cache_position)[None, None, None, :]
-            logits = model(
-                input_ids=current,
-                attention_mask=as_mask(seen),
-                position_ids=position,
-                **{cache_arg: cache},
-                cache_position=cache_position,
-                use_cache=True,
-            ).logits[:, -1]
-            pick(logits, (step + 1).view(1, 1).expand(batch, 1))
-            step.add_(1)
-            position.add_(1)
-            cache_position.add_(1)
-
-        run = decode_step
-        if cuda_graph or rehearse:  # rehearse: the graph path's warm-up and reset, without a graph
-            # the warm-up steps advance every counter, ours and the cache layers' own write
-            # positions (transformers keeps one per layer); all are put back before the replay
-            counters = [step, position, cache_position] + [
-                layer.cumulative_length
-                for layer in getattr(cache, "layers", [])
-                if isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)
-            ]
-            saved = [c.clone() for c in counters]
-            if cuda_graph:
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(2):  # warm-up outside the graph (allocations, autotuning)
-                        decode_step()
-                torch.cuda.current_stream().wait_stream(side)
-            else:
-                for _ in range(2):
-                    decode_step()
-            for buf, value in zip(counters, saved, strict=True):
-                buf.copy_(value)
-            if cuda_graph:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    decode_step()
-                for buf, value in zip(counters, saved, strict=True):
-                    buf.copy_(value)
-                run = graph.replay
-
-        done = 1
-        while done < max_new_tokens:
-            run()
-            done += 1
-            if done % CHECK_EVERY == 0 and bool(torch.isin(tokens[:, :done], stops).any(-1).all()):
-                break
-        return tokens[:, :done], None if margins is None else margins[:, :done]
+            return decode.result(1)
+        if cuda_graph or rehearse:
+            _warm_up(decode, cuda_graph)
+        run = _captured(decode) if cuda_graph else decode.decode_step
+        return decode.result(_decode_until_stopped(run, decode.tokens, stop_ids, max_new_tokens))

@@ -1,23 +1,26 @@
 """Writing a file so that no reader ever sees half of it: into a temporary file beside it,
 flushed and synced, then renamed over it (an atomic step on one filesystem). Every result file
-harness writes goes through here, so a killed process leaves the old file or the new one."""
+harness writes goes through `write_atomic`, so a killed process leaves the old file or the new
+one; the JSON and JSONL functions only serialise."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Replace `path` with `data` (text is written as UTF-8), creating its folder if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -26,9 +29,13 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+# the name models.py imports; one function, not a second primitive
+write_text_atomic = write_atomic
 
 
-def write_jsonl_atomic(path: Path, rows: Any) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[Any]) -> None:
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

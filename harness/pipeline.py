@@ -14,7 +14,7 @@ from typing import Any
 
 from .compare import paired
 from .evaluation import DecodeSettings, evaluate
-from .files import write_text_atomic
+from .files import write_atomic
 from .logs import say
 from .models import ModelSpec
 from .paths import display_path
@@ -86,6 +86,6 @@ def pipeline(
         from .curves import curve_markdown
 
         text += f"\n## During training ({display_path(curve_dir)})\n\n{curve_markdown(curve_dir)}\n"
-    write_text_atomic(out / "comparison.md", text)
+    write_atomic(out / "comparison.md", text)
     write_reports(run_dir)
     return {"summary": summary, "comparison": comparison}

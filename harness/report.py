@@ -17,14 +17,14 @@ from tabulate import tabulate
 
 from .charts import bar_chart, color
 from .compare import model_pairs, paired
+from .curves import Curve, read_curve
 from .curves import charts as curve_charts
 from .curves import notes as curve_notes
-from .curves import read_curve
 from .curves import rows as curve_rows
 from .curves import table as curve_table
-from .files import write_text_atomic
+from .files import write_atomic
 from .results import RunFolder
-from .sample import as_samples
+from .sample import Sample, as_samples
 from .summarize import FRAGILE_MARGIN, fragile, summarize
 from .tables import paired_table, summary_table
 
@@ -73,25 +73,59 @@ def _env() -> Environment:
 
 
 def context(folder: RunFolder) -> dict[str, Any]:
+    """Everything both templates render, from the run folder's files alone."""
     run = folder.read_run()
     records = as_samples(folder.read_samples())
-    summary = summarize(records)  # from the samples, so an older summary.json cannot disagree
-    present = {r.model for r in records}
-    models = [m for m in run.get("models", {}) if m in present] or sorted(present)
-    suites = [s for s in run.get("suites", {}) if any(r.suite == s for r in records)]
+    summary = summarize(records)  # from the samples, so a stale summary.json cannot disagree
+    models, suites = _models_and_suites(run, records)
     scores = summary["models"]
-
-    def chart(title: str, rate: str, ci: str) -> Markup:
-        groups = [
-            (s, [(m, scores[m][s][rate], *scores[m][s][ci]) for m in models if s in scores[m]])
-            for s in suites
-        ]
-        return bar_chart(title, groups, models)
-
     curve = read_curve(run, records)
     # a curve compares each point with step 0; any other run, every pair of models
     pairs = [(curve.models[0], m) for m in curve.models[1:]] if curve else model_pairs(models)
     comparisons = [paired(records, a, b) for a, b in pairs]
+    questions, tags = _questions(records, models, suites)
+    # the first screen: every comparison, or for a curve step 0 against its last point
+    headline = comparisons[-1:] if curve else comparisons
+    return {
+        "run": run,
+        "path": str(folder.path),
+        "answer": [_answer(p) for comparison in headline for p in comparison],
+        "self_checks": _self_checks(run, models),
+        "fragile": _fragile(run, records, models),
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "models": models,
+        "colors": {m: color(i) for i, m in enumerate(models)},
+        "suites": suites,
+        "scores": scores,
+        "judges": _judges(run, suites),
+        "unparsed": _unparsed(scores, models, suites),
+        "tags": tags,
+        "suite_tags": {s: _suite_tags(scores, models, s) for s in suites},
+        "charts": _charts(scores, models, suites),
+        "comparisons": comparisons,
+        "questions": questions,
+        "summary_md": summary_table(summary, "github"),
+        "paired_md": [paired_table(c, "github") for c in comparisons],
+        "tags_md": _tags_md(scores, models, suites),
+        "changed_md": [_changed_md(questions, a, b) for a, b in pairs],
+        "curve": curve and _curve(curve),
+    }
+
+
+def _models_and_suites(run: dict[str, Any], records: list[Sample]) -> tuple[list[str], list[str]]:
+    """The models and suites that have samples, in run.json's order (the models by name where
+    run.json names none of them)."""
+    present = {r.model for r in records}
+    models = [m for m in run.get("models", {}) if m in present] or sorted(present)
+    suites = [s for s in run.get("suites", {}) if any(r.suite == s for r in records)]
+    return models, suites
+
+
+def _questions(
+    records: list[Sample], models: list[str], suites: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per question, suite by suite, with each model's sample as a cell, whether the
+    models disagree or any failed, and the CSS classes the HTML filters on; and every tag."""
     by_question: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         row = by_question.setdefault(
@@ -128,61 +162,68 @@ def context(folder: RunFolder) -> dict[str, Any]:
             + (["failed"] if row["failed"] else [])
         )
         questions.append(row)
+    return questions, tags
+
+
+def _fragile(run: dict[str, Any], records: list[Sample], models: list[str]) -> dict[str, Any]:
+    """The closest calls (greedy paths near another token), the first FRAGILE_ROWS listed, the
+    count and the margin that counts as close per model."""
     dtypes = {m: run.get("models", {}).get(m, {}).get("dtype", "") for m in models}
     close = fragile(records, dtypes)
-    # the first screen: every comparison, or for a curve step 0 against its last point
-    headline = comparisons[-1:] if curve else comparisons
     return {
-        "run": run,
-        "path": str(folder.path),
-        "answer": [_answer(p) for comparison in headline for p in comparison],
-        "self_checks": _self_checks(run, models),
-        "fragile": {
-            "rows": close[:FRAGILE_ROWS],
-            "count": {m: sum(r.model == m for r in close) for m in models},
-            "margins": {m: FRAGILE_MARGIN.get(dtypes[m], 0.05) for m in models},
-        },
-        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "models": models,
-        "colors": {m: color(i) for i, m in enumerate(models)},
-        "suites": suites,
-        "scores": scores,
-        "judges": _judges(run, suites),
-        "unparsed": [
-            (m, s, scores[m][s]["judge_unparsed"], scores[m][s]["judged"])
+        "rows": close[:FRAGILE_ROWS],
+        "count": {m: sum(r.model == m for r in close) for m in models},
+        "margins": {m: FRAGILE_MARGIN.get(dtypes[m], 0.05) for m in models},
+    }
+
+
+def _unparsed(
+    scores: dict[str, Any], models: list[str], suites: list[str]
+) -> list[tuple[str, str, int, int]]:
+    """(model, suite, unreadable verdicts, judged answers) wherever a judge's verdict went
+    unread."""
+    return [
+        (m, s, scores[m][s]["judge_unparsed"], scores[m][s]["judged"])
+        for s in suites
+        for m in models
+        if scores.get(m, {}).get(s, {}).get("judge_unparsed")
+    ]
+
+
+def _suite_tags(scores: dict[str, Any], models: list[str], suite: str) -> list[str]:
+    return sorted({t for m in models for t in scores.get(m, {}).get(suite, {}).get("by_tag", {})})
+
+
+def _charts(scores: dict[str, Any], models: list[str], suites: list[str]) -> list[Markup]:
+    """Accuracy, repetition and no-stop rates per suite and model, with their intervals."""
+
+    def chart(title: str, rate: str, ci: str) -> Markup:
+        groups = [
+            (s, [(m, scores[m][s][rate], *scores[m][s][ci]) for m in models if s in scores[m]])
             for s in suites
-            for m in models
-            if scores.get(m, {}).get(s, {}).get("judge_unparsed")
-        ],
-        "tags": tags,
-        "suite_tags": {
-            s: sorted({t for m in models for t in scores.get(m, {}).get(s, {}).get("by_tag", {})})
-            for s in suites
-        },
-        "charts": [
-            chart("Accuracy (95% Wilson interval)", "accuracy", "ci95"),
-            chart(
-                "Repetition rate (tail loop or seq-rep-4 >= 0.5)",
-                "repetition_rate",
-                "repetition_ci95",
-            ),
-            chart("No-stop rate (ran into max_new_tokens)", "no_stop_rate", "no_stop_ci95"),
-        ],
-        "comparisons": comparisons,
-        "questions": questions,
-        "summary_md": summary_table(summary, "github"),
-        "paired_md": [paired_table(c, "github") for c in comparisons],
-        "tags_md": _tags_md(scores, models, suites),
-        "changed_md": [_changed_md(questions, a, b) for a, b in pairs],
-        "curve": curve
-        and {
-            "run": curve.run,
-            "suites": curve.suites,
-            "charts": curve_charts(curve),
-            "rows": curve_rows(curve),
-            "notes": curve_notes(curve),
-            "md": curve_table(curve),
-        },
+        ]
+        return bar_chart(title, groups, models)
+
+    return [
+        chart("Accuracy (95% Wilson interval)", "accuracy", "ci95"),
+        chart(
+            "Repetition rate (tail loop or seq-rep-4 >= 0.5)",
+            "repetition_rate",
+            "repetition_ci95",
+        ),
+        chart("No-stop rate (ran into max_new_tokens)", "no_stop_rate", "no_stop_ci95"),
+    ]
+
+
+def _curve(curve: Curve) -> dict[str, Any]:
+    """A fine-tuning curve's charts, table rows and notes (HTML) and its Markdown table."""
+    return {
+        "run": curve.run,
+        "suites": curve.suites,
+        "charts": curve_charts(curve),
+        "rows": curve_rows(curve),
+        "notes": curve_notes(curve),
+        "md": curve_table(curve),
     }
 
 
@@ -223,7 +264,7 @@ def verdict_text(judgement: dict[str, Any] | None) -> str:
 
 
 def _self_checks(run: dict[str, Any], models: list[str]) -> dict[str, Any]:
-    """Per model: its decoder, and the self-check's outcome (runs before it have none)."""
+    """Per model: its decoder, and the self-check's outcome (None where run.json holds none)."""
     out = {}
     for m in models:
         info = run.get("models", {}).get(m, {})
@@ -241,8 +282,7 @@ def _self_checks(run: dict[str, Any], models: list[str]) -> dict[str, Any]:
 def _tags_md(scores: dict[str, Any], models: list[str], suites: list[str]) -> str:
     rows = []
     for s in suites:
-        tags = sorted({t for m in models for t in scores.get(m, {}).get(s, {}).get("by_tag", {})})
-        for t in tags:
+        for t in _suite_tags(scores, models, s):
             cells = []
             for m in models:
                 e = scores.get(m, {}).get(s, {}).get("by_tag", {}).get(t)
@@ -300,6 +340,6 @@ def write_reports(run_dir: Path) -> tuple[Path, Path]:
     html = env.get_template("report.html.j2").render(**ctx)
     md = env.get_template("report.md.j2").render(**ctx)
     html_path, md_path = folder.path / "report.html", folder.path / "report.md"
-    write_text_atomic(html_path, html)
-    write_text_atomic(md_path, md)
+    write_atomic(html_path, html)
+    write_atomic(md_path, md)
     return html_path, md_path

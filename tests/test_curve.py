@@ -35,7 +35,7 @@ def outputs(folder: Path, model: str) -> dict[tuple[str, str], tuple]:
 
 def test_the_embedded_pair_tells_the_story_on_cpu(tmp_path, monkeypatch):
     """Step 0 is the base as `harness run` sees it, the last point the saved result, and the
-    accuracy rises in between (the issue's acceptance run)."""
+    accuracy rises in between: the curve `harness sft` exists to show."""
     monkeypatch.setenv("HARNESS_MODELS", str(tmp_path / "models.yaml"))
     out = tmp_path / "t"
     args = ["--eval-suites", "math,repetition", "--eval-points", "6", "--quiet"]

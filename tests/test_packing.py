@@ -161,7 +161,7 @@ def test_settled_attention_kernel_compiles_into_the_layer(monkeypatch, torch_ver
         layer()(q, k, v)
     targets = [str(n.target) for n in graphs[-1].graph.nodes if n.op == "call_function"]
     assert any("varlen_attn" in t for t in targets), targets
-    varlen.trace_attention(False)  # the benchmarks' earlier default: a graph break again
+    varlen.trace_attention(False)  # the benchmarks' graph-break configuration
     with pytest.raises(Exception, match="disable"):
         layer()(q, k, v)
     assert varlen.settle_gqa("cpu", 8) is False

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from pathlib import Path
 
-from ..files import write_jsonl_atomic
 from .overlap import expression_key
 
 PHRASES = {
@@ -202,8 +200,3 @@ def general() -> list[dict]:
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
         for q, a in GENERAL
     ]
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl_atomic(path, rows)
