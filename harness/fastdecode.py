@@ -251,7 +251,8 @@ def greedy_static(
         decode.prefill()
         if max_new_tokens == 1:
             return decode.result(1)
-        if cuda_graph or rehearse:
+        cuda_graph &= max_new_tokens > 2  # the warm-up's two steps need room for two tokens
+        if cuda_graph or (rehearse and max_new_tokens > 2):
             _warm_up(decode, cuda_graph)
         run = _captured(decode) if cuda_graph else decode.decode_step
         return decode.result(_decode_until_stopped(run, decode.tokens, stop_ids, max_new_tokens))

@@ -60,3 +60,7 @@ def test_the_graph_paths_warm_up_and_reset_change_nothing(chat_model_dir):
     plain, _ = greedy_static(*args, cuda_graph=False)
     rehearsed, _ = greedy_static(*args, cuda_graph=False, rehearse=True)
     assert torch.equal(plain, rehearsed)
+    for steps in (2, 3):  # the shortest runs: the warm-up's two steps must fit or be skipped
+        short = (*args[:3], steps, [])
+        rehearsed, _ = greedy_static(*short, cuda_graph=False, rehearse=True)
+        assert torch.equal(rehearsed, plain[:, :steps])
