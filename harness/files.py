@@ -19,6 +19,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _mode_for(path))  # mkstemp's 0600 would hide results from the team
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
@@ -29,7 +30,17 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
-# the name models.py imports; one function, not a second primitive
+def _mode_for(path: Path) -> int:
+    """The file's own mode when it exists, else what a plain open() would give under the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+# the name models/registry.py imports; one function, not a second primitive
 write_text_atomic = write_atomic
 
 

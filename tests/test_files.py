@@ -33,3 +33,18 @@ def test_json_is_indented_and_ends_in_a_newline(tmp_path: Path) -> None:
     write_json_atomic(path, {"k": [1, 2]})
     text = path.read_text(encoding="utf-8")
     assert text.endswith("}\n") and json.loads(text) == {"k": [1, 2]}
+
+
+def test_a_new_file_gets_the_umask_mode_and_a_rewrite_keeps_the_mode(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "run.json"
+        write_json_atomic(path, {"a": 1})
+        assert path.stat().st_mode & 0o777 == 0o644  # as open() would make it, not mkstemp's 0600
+        path.chmod(0o640)
+        write_json_atomic(path, {"a": 2})
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

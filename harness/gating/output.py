@@ -9,6 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ..files import write_atomic
 from .evaluation import Check, GateResult
 
 
@@ -84,5 +85,4 @@ def write_junit(result: GateResult, path: Path) -> None:
         failures += failed
     root.set("tests", str(total))
     root.set("failures", str(failures))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
