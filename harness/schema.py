@@ -318,11 +318,15 @@ def check(
     defaults: Mapping[str, Any] | None = None,
     unknown: Callable[[Any, Collection[str]], str] = unknown_key,
     duplicates: bool = True,
+    keys: Callable[[Mapping[Any, Any]], None] | None = None,
 ) -> Checked[T]:
     """Check a mapping against a dataclass: duplicate keys, unknown keys, then each field in
     order. `where` prefixes the field names (`questions[3]`); `defaults` replaces the dataclass's
     defaults (and makes a required field optional); `unknown(key, field names)` words the
-    unknown-key message; `duplicates=False` lets YAML's last value win silently."""
+    unknown-key message; `duplicates=False` lets YAML's last value win silently. `keys(data)`
+    checks which keys may stand together, what no type says (exactly one of a group, one key only
+    beside another), and reports to the same report: it runs between the unknown keys and the
+    fields, so a file's problems read from its keys to its values."""
     fields, defaults = _fields(schema), defaults or {}
     before = len(report.problems)
     line_of = getattr(data, "line_of", lambda key: None)
@@ -332,6 +336,8 @@ def check(
     for key in data:
         if key not in fields:
             report.add(line_of(key), _join(where, key), unknown(key, list(fields)))
+    if keys is not None:
+        keys(data)
     values: dict[str, Any] = {}
     invalid = set()
     for name, f in fields.items():

@@ -205,3 +205,14 @@ def test_a_source_cannot_take_a_key_in_use():
     with pytest.raises(ValueError, match="package names another key"):
         source("package", "a distribution")(locate)
     assert "x" not in SOURCES and "package" not in SOURCES
+
+
+def test_a_source_key_is_an_identifier():
+    def locate(spec: ModelSpec) -> Located:
+        return Located(Path(spec.location))
+
+    with pytest.raises(ValueError, match="'gguf-file': gguf-file is not an identifier"):
+        source("gguf-file", "a file")(locate)
+    with pytest.raises(ValueError, match="'y': from is not an identifier"):
+        source("y", "a thing", extras={"from": "names a 'y''s origin"})(locate)
+    assert "gguf-file" not in SOURCES and "y" not in SOURCES

@@ -139,6 +139,29 @@ def test_missing_required_fields_are_reported_at_the_mapping():
     assert problems == ["s.yaml:1: host: missing; the machine to connect to"]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Address:
+    host: str | None = None
+    socket: str | None = None
+    port: Annotated[int, Range(1, 65535)] = 8080
+
+
+def test_a_rule_on_the_keys_runs_between_the_unknown_keys_and_the_values():
+    def one_address(data: Any) -> None:
+        if ("host" in data) == ("socket" in data):
+            report.add(data.line, None, "give host or socket")
+
+    report = Report("a.yaml")
+    text = "port: 0\nhost: a\nsocket: /run/s\nprot: 1\n"
+    fields = check(parse_yaml(text, "a.yaml"), Address, report, keys=one_address)
+    assert [str(p) for p in report.problems] == [
+        "a.yaml:4: prot: unknown key; did you mean 'port'?",
+        "a.yaml:1: give host or socket",
+        "a.yaml:1: port: expected a number from 1 to 65535, got 0",
+    ]
+    assert len(fields.problems) == 3 and fields.invalid == {"port"}
+
+
 def test_caller_defaults_replace_the_dataclass_ones_and_make_fields_optional():
     fields, problems = checked("port: 80\n", defaults={"host": "localhost", "mode": "fast"})
     assert problems == []

@@ -7,91 +7,114 @@ glob or a hub id.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
+import typing
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Problem, hint
 from ..files import write_text_atomic
 from ..paths import display_path, models_registries, user_registry
+from ..schema import Report, check
 from ..yamlio import load_yaml
-from .sources import SOURCES, location_choices
-from .spec import DTYPES, EXTRA_FIELDS, SHARED_KEYS, ModelSpec
+from .sources import SOURCES, Source, location_choices
+from .spec import EXTRA_FIELDS, EntryFields, ModelSpec
+
+
+@dataclass(frozen=True)
+class RegistryFields:
+    """A models.yaml file: `models:` alone, whose entries `_entry` checks one by one."""
+
+    models: dict[Any, Any]
+
+
+@functools.cache
+def _schema_of(sources: tuple[tuple[str, tuple[str, ...]], ...]) -> type:
+    """The schema of an entry for one set of registered sources (key, extra keys): each
+    location and extra key a string (a missing one is None, a null one is refused), then the
+    shared `EntryFields`. Cached, so each set of sources makes one class."""
+    keys = dict.fromkeys([key for key, _ in sources] + [k for _, extras in sources for k in extras])
+    hints = typing.get_type_hints(EntryFields, include_extras=True)
+    shared = [
+        (f.name, hints[f.name], dataclasses.field(default=f.default))
+        for f in dataclasses.fields(EntryFields)
+    ]
+    own = [(key, str, dataclasses.field(default=None)) for key in keys]
+    return dataclasses.make_dataclass("Entry", own + shared, frozen=True, kw_only=True)
+
+
+def entry_schema() -> type:
+    """An entry's schema, as the sources registered now make it."""
+    return _schema_of(tuple((s.key, tuple(s.extras)) for s in SOURCES.values()))
 
 
 def entry_keys() -> set[str]:
     """The keys a models.yaml entry may hold: the shared ones, and each registered source's
     location key and extras."""
-    return {*SHARED_KEYS, *SOURCES, *(key for s in SOURCES.values() for key in s.extras)}
+    return {f.name for f in dataclasses.fields(entry_schema())}
 
 
-def _entry(
-    name: str, raw: Any, line: int | None, base: Path, file: str, problems: list[Problem]
-) -> ModelSpec | None:
-    if not isinstance(raw, dict):
-        problems.append(Problem(file, "expected a mapping with 'path' or 'hub'", line, name))
-        return None
-    n = len(problems)
-    known = entry_keys()
-    for key in raw:
-        if key not in known:
-            message = f"unknown key; {hint(key, known)}"
-            problems.append(Problem(file, message, raw.line_of(key), f"{name}.{key}"))
-    given = [s for s in SOURCES.values() if s.key in raw]
-    if len(given) != 1:
-        problems.append(Problem(file, f"give exactly one of {location_choices()}", line, name))
-    extras = list(dict.fromkeys(key for s in SOURCES.values() for key in s.extras))
-    for key in extras:
-        takers = [s for s in SOURCES.values() if key in s.extras]
+def _takers() -> dict[str, list[Source]]:
+    """Each extra key, and the sources that take it, in registration order."""
+    takers: dict[str, list[Source]] = {}
+    for s in SOURCES.values():
+        for key in s.extras:
+            takers.setdefault(key, []).append(s)
+    return takers
+
+
+def _sources_given(raw: Mapping[Any, Any], name: str, line: int | None, report: Report) -> None:
+    """What no type says: an entry gives exactly one location key, and an extra key only beside
+    a source that takes it."""
+    if sum(key in raw for key in SOURCES) != 1:
+        report.add(line, name, f"give exactly one of {location_choices()}")
+    for key, takers in _takers().items():
         if key in raw and not any(s.key in raw for s in takers):
-            message = f"'{key}' {takers[0].extras[key]}"
-            problems.append(Problem(file, message, raw.line_of(key), f"{name}.{key}"))
-    for key in (*SOURCES, *extras, "chat_template", "description"):
-        if key in raw and not isinstance(raw[key], str):
-            problems.append(
-                Problem(
-                    file, f"expected a string, got {raw[key]!r}", raw.line_of(key), f"{name}.{key}"
-                )
-            )
-    dtype = raw.get("dtype", "auto")
-    if dtype not in DTYPES:
-        problems.append(
-            Problem(
-                file,
-                f"expected one of {', '.join(DTYPES)}, got {dtype!r}",
-                raw.line_of("dtype"),
-                f"{name}.dtype",
-            )
-        )
-    trust = raw.get("trust_remote_code", False)
-    if not isinstance(trust, bool):
-        problems.append(
-            Problem(
-                file,
-                f"expected true or false, got {trust!r}",
-                raw.line_of("trust_remote_code"),
-                f"{name}.trust_remote_code",
-            )
-        )
-    if len(problems) > n:
+            report.add(raw.line_of(key), f"{name}.{key}", f"'{key}' {takers[0].extras[key]}")
+
+
+def _entry(name: str, raw: Any, line: int | None, base: Path, report: Report) -> ModelSpec | None:
+    """One entry (`line`: where its name is) as a spec, or None where it has a problem."""
+    if not isinstance(raw, dict):
+        report.add(line, name, "expected a mapping with 'path' or 'hub'")
         return None
-    template = raw.get("chat_template")
+    fields = check(
+        raw,
+        entry_schema(),
+        report,
+        name,
+        defaults={"chat_template": None},
+        duplicates=False,
+        keys=lambda raw: _sources_given(raw, name, line, report),
+    )
+    if not fields.ok:
+        return None
+    values = fields.values
+    found = next(s for s in SOURCES.values() if s.key in fields.given)
+    template = values["chat_template"]
     if template and "{" not in template and (base / template).is_file():
         template = (base / template).read_text()  # a path to a .jinja file, relative to models.yaml
-    (found,) = given
-    extra = {key: raw[key] for key in found.extras if key in raw}
+    extra = {key: values[key] for key in found.extras if key in fields.given}
     return ModelSpec(
         name,
         found.key,
-        found.place(raw[found.key], raw, base),
-        dtype,
+        found.place(values[found.key], raw, base),
+        values["dtype"],
         template,
-        trust,
-        raw.get("description", ""),
+        values["trust_remote_code"],
+        values["description"],
         **{key: value for key, value in extra.items() if key in EXTRA_FIELDS},
         options={key: value for key, value in extra.items() if key not in EXTRA_FIELDS},
     )
+
+
+def _holds_models(key: Any, known: Collection[str]) -> str:
+    return "unknown key; the file holds 'models:'"
 
 
 def load_registry(path: Path | None = None) -> dict[str, ModelSpec]:
@@ -109,20 +132,16 @@ def load_registry(path: Path | None = None) -> dict[str, ModelSpec]:
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         line = getattr(data, "line", None)
         raise InputError(problems=[Problem(file, "expected a top-level 'models:' mapping", line)])
-    problems: list[Problem] = []
-    for key in data:
-        if key != "models":
-            problems.append(
-                Problem(file, "unknown key; the file holds 'models:'", data.line_of(key), str(key))
-            )
+    report = Report(file)
+    # a repeated key is not refused here or in an entry: the last one wins, as YAML itself has it
+    check(data, RegistryFields, report, unknown=_holds_models, duplicates=False)
     models = data["models"]
     specs = {}
     for name, raw in models.items():
-        spec = _entry(str(name), raw, models.line_of(name), path.parent, file, problems)
+        spec = _entry(str(name), raw, models.line_of(name), path.parent, report)
         if spec:
             specs[str(name)] = spec
-    if problems:
-        raise InputError(problems=problems)
+    report.raise_if_any()
     return specs
 
 

@@ -3,12 +3,13 @@
 The registration says everything the rest of the package needs: the models.yaml key that gives
 the location (which is also `ModelSpec.source`), the extra keys an entry may add, how a
 models.yaml value becomes a location, and, where transformers alone cannot load what the source
-found, how to load it. The registry validates entries from it and `load` dispatches on it, so a
-new source is one function. builtin.py holds the sources harness ships with.
+found, how to load it. The registry builds the schema of an entry from it and `load` dispatches
+on it, so a new source is one function. builtin.py holds the sources harness ships with.
 """
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,8 @@ def source(
     giving it without this source gets (the value lands in `ModelSpec.options`, or in the field
     of its name for those of `EXTRA_FIELDS`); `place` turns the value under `key` into the
     location (default: a path relative to models.yaml); `load` replaces the transformers
-    loading of what `fn` located. Sources are listed in registration order."""
+    loading of what `fn` located. Keys are identifiers (they become schema fields). Sources are
+    listed in registration order."""
 
     def register(fn: SourceFn) -> SourceFn:
         if key in SOURCES:
@@ -110,6 +112,10 @@ def source(
         clash = sorted(({key} & (taken | shared)) | (extra & (taken | {key})))
         if clash:
             raise ValueError(f"model source '{key}': {', '.join(clash)} names another key")
+        # each key is a field of the entry schema the registry checks entries against
+        odd = sorted(k for k in {key, *extra} if not k.isidentifier() or keyword.iskeyword(k))
+        if odd:
+            raise ValueError(f"model source '{key}': {', '.join(odd)} is not an identifier")
         SOURCES[key] = Source(key, noun, fn, dict(extras or {}), place, load)
         return fn
 
