@@ -40,10 +40,6 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-# the name models/registry.py imports; one function, not a second primitive
-write_text_atomic = write_atomic
-
-
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 

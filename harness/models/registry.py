@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Problem, hint
-from ..files import write_text_atomic
+from ..files import write_atomic
 from ..paths import display_path, models_registries, user_registry
 from ..schema import Report, check
 from ..yamlio import load_yaml
@@ -226,6 +226,6 @@ def register(
         text += "\n"
     where = f"adapter: {rel}\n    base: {json.dumps(base)}" if base else f"path: {rel}"
     text += f"  {name}:\n    {where}\n    description: {json.dumps(description)}\n"
-    write_text_atomic(path, text)
+    write_atomic(path, text)
     load_registry(path)  # what was written must read back
     return path
