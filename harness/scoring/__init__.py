@@ -1,4 +1,9 @@
-"""Scoring: correctness by the suite's scorers, repetition on every sample."""
+"""Scoring: correctness by the suite's scorers, repetition on every sample.
+
+registry.py holds `@scorer` (a scorer is one function; its keyword options, typed, are what a
+suite may set), correctness.py the shipped scorers, judge.py the model-graded one's options and
+verdicts, repetition.py the n-gram, tail-loop and no-stop measures every sample gets.
+"""
 
 from __future__ import annotations
 
