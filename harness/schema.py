@@ -3,10 +3,11 @@
 A file's shape is a dataclass: each field is a key, its type hint says what the value may be
 (str, int, float, bool, Literal choices, unions, lists, tuples, dicts, a nested dataclass), its
 default applies when the key is absent, and `Annotated` metadata says what a type cannot:
-`Range`, `Positive`, `NonEmpty`, `Expect` (the noun the message uses), `Required` (the message
-for a missing key) and `Via` (a parser for a value no type describes). `check` reads a parsed
-mapping (a `MarkedDict` from yamlio, whose lines it reports, or a plain dict) and reports every
-problem, not just the first, to a `Report` as `file:line: field: problem`:
+`Range`, `Positive`, `NonEmpty`, `OneOf` (choices known at run time), `Expect` (the noun the
+message uses), `Required` (the message for a missing key) and `Via` (a parser for a value no type
+describes). `check` reads a parsed mapping (a `MarkedDict` from yamlio, whose lines it reports,
+or a plain dict) and reports every problem, not just the first, to a `Report` as
+`file:line: field: problem`:
 
     @dataclass(frozen=True, kw_only=True)
     class Server:
@@ -28,6 +29,9 @@ field `Annotated[T, Via(parse)]`: `parse(value, at)` returns the typed value and
 `at.add(message)`, so its problems land in the same report, at the same field and line. The
 `Checked` result also tells which fields were given and which were wrong, for callers that
 carry on with the rest (a wrong `defaults.scorer` is not reported again for each question).
+A value is typed as its field declares: a YAML list for a tuple field becomes a tuple, a YAML
+integer for a float field a float. A file whose keys come in any order is checked in its own
+order (`order="file"`), and one whose users know other messages keeps them (`wording=`).
 """
 
 from __future__ import annotations
@@ -36,9 +40,9 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from .errors import InputError, Problem, hint
 
@@ -51,21 +55,32 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Range:
     """Bounds of a number (`Annotated[float, Range(0)]`): scorer options and schema fields
-    refuse values outside them."""
+    refuse values outside them. An open bound is itself outside: a dropout is
+    `Range(0, 1, high_open=True)`, since a dropout of 1 would drop everything."""
 
     low: float | None = None
     high: float | None = None
+    low_open: bool = dataclasses.field(default=False, kw_only=True)
+    high_open: bool = dataclasses.field(default=False, kw_only=True)
+
+    def admits(self, value: Any) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
     def problem(self, value: Any) -> str | None:
-        if (self.low is not None and value < self.low) or (
-            self.high is not None and value > self.high
-        ):
-            if self.high is None:
-                return f"expected a number >= {self.low}, got {value!r}"
-            if self.low is None:
-                return f"expected a number <= {self.high}, got {value!r}"
-            return f"expected a number from {self.low} to {self.high}, got {value!r}"
-        return None
+        return None if self.admits(value) else f"expected a number {self.span()}, got {value!r}"
+
+    def span(self) -> str:
+        """The bounds as a message says them: ">= 1", "from 0 to 1", "in [0, 1)"."""
+        low, high = self.low, self.high
+        if high is None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        if low is None:
+            return f"{'<' if self.high_open else '<='} {high}"
+        if not (self.low_open or self.high_open):
+            return f"from {low} to {high}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
 
 def type_name(tp: Any) -> str:
@@ -211,6 +226,14 @@ class Via:
     parse: Callable[[Any, At], Any]
 
 
+@dataclass(frozen=True)
+class OneOf:
+    """Choices that are known only when a value is checked (a library's list of optimizers):
+    a `Literal` would need them, and the library imported, when the module is."""
+
+    choices: Callable[[], Sequence[Any]]
+
+
 Qualifier = Positive | NonEmpty
 
 
@@ -236,6 +259,31 @@ def unknown_key(key: Any, known: Collection[str]) -> str:
     return f"unknown key; {hint(key, known)}"
 
 
+def unknown_key_listing(key: Any, known: Collection[str]) -> str:
+    """The unknown-key message that lists every key, for files with only a few."""
+    return f"unknown key (known: {', '.join(known)})"
+
+
+class Wording:
+    """How a kind of file words the problems of its values. This one reads "expected an
+    integer, got 'x'", "expected a number >= 1, got 0" and "expected one of 'a', 'b', got 'c'";
+    a file whose users already know other messages keeps them with a subclass, and the checks
+    stay the same."""
+
+    def noun(self, tp: Any) -> str:
+        """What a value of type `tp` is called in "expected ..., got ..."."""
+        return noun(tp)
+
+    def out_of_range(self, bounds: Range, value: Any) -> str:
+        return f"expected a number {bounds.span()}, got {value!r}"
+
+    def not_a_choice(self, choices: Sequence[Any], value: Any) -> str:
+        return f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+
+
+WORDING = Wording()
+
+
 DUPLICATE_KEY = "duplicate key (YAML would keep only the last)"
 _ABSENT = object()
 
@@ -247,6 +295,7 @@ class _Field:
     default: Callable[[], Any] | None  # None: required
     qualifiers: tuple[Qualifier, ...]
     ranges: tuple[Range, ...]
+    choices: OneOf | None
     expect: str | None
     required: Required | None
     via: Via | None
@@ -281,6 +330,7 @@ def _fields(schema: type) -> dict[str, _Field]:
             default,
             tuple(e for e in extras if isinstance(e, Positive | NonEmpty)),
             tuple(e for e in extras if isinstance(e, Range)),
+            _first(extras, OneOf),
             expect.noun if expect else None,
             _first(extras, Required),
             _first(extras, Via),
@@ -319,6 +369,8 @@ def check(
     unknown: Callable[[Any, Collection[str]], str] = unknown_key,
     duplicates: bool = True,
     keys: Callable[[Mapping[Any, Any]], None] | None = None,
+    order: Literal["fields", "file"] = "fields",
+    wording: Wording = WORDING,
 ) -> Checked[T]:
     """Check a mapping against a dataclass: duplicate keys, unknown keys, then each field in
     order. `where` prefixes the field names (`questions[3]`); `defaults` replaces the dataclass's
@@ -326,21 +378,30 @@ def check(
     unknown-key message; `duplicates=False` lets YAML's last value win silently. `keys(data)`
     checks which keys may stand together, what no type says (exactly one of a group, one key only
     beside another), and reports to the same report: it runs between the unknown keys and the
-    fields, so a file's problems read from its keys to its values."""
+    fields, so a file's problems read from its keys to its values. `order="file"` checks the keys
+    in the file's order instead, unknown ones among them, then the fields not given (for files
+    whose keys come in any order: problems read top to bottom, `keys(data)` first, and a parser's
+    `earlier` holds the keys above it); `wording` words the problems of values."""
     fields, defaults = _fields(schema), defaults or {}
     before = len(report.problems)
     line_of = getattr(data, "line_of", lambda key: None)
     if duplicates:
         for key, line in getattr(data, "duplicate_keys", ()):
             report.add(line, _join(where, key), DUPLICATE_KEY)
-    for key in data:
-        if key not in fields:
-            report.add(line_of(key), _join(where, key), unknown(key, list(fields)))
+    if order == "fields":
+        for key in data:
+            if key not in fields:
+                report.add(line_of(key), _join(where, key), unknown(key, list(fields)))
     if keys is not None:
         keys(data)
+    steps = [*data, *(n for n in fields if n not in data)] if order == "file" else list(fields)
     values: dict[str, Any] = {}
     invalid = set()
-    for name, f in fields.items():
+    for key in steps:
+        if key not in fields:  # order="file": an unknown key, in its place
+            report.add(line_of(key), _join(where, key), unknown(key, list(fields)))
+            continue
+        name, f = key, fields[key]
         here = _join(where, name)
         if name in defaults:
             default = defaults[name]
@@ -358,11 +419,12 @@ def check(
             values[name] = None if default is _ABSENT else default
             continue
         at = At(report, where, name, line_of(name), data, values)
-        ok, typed = _value(value, f, at)
+        ok, typed = _value(value, f, at, wording)
         if not ok:
             invalid.add(name)
             typed = None if default is _ABSENT else default
         values[name] = typed
+    values = {name: values[name] for name in fields}
     given = frozenset(k for k in fields if k in data)
     return Checked(schema, values, given, frozenset(invalid), tuple(report.problems[before:]))
 
@@ -377,7 +439,7 @@ def _unless(f: _Field) -> tuple[str, ...]:
     return f.required.unless if f.required else ()
 
 
-def _value(value: Any, f: _Field, at: At) -> tuple[bool, Any]:
+def _value(value: Any, f: _Field, at: At, wording: Wording) -> tuple[bool, Any]:
     """(valid, the typed value) for one given value; problems go to the report."""
     if f.via is not None:
         before = len(at.report.problems)
@@ -390,16 +452,29 @@ def _value(value: Any, f: _Field, at: At) -> tuple[bool, Any]:
             return False, None
         nested = check(value, kinds[0], at.report, at.field)
         return nested.ok, nested.build() if nested.ok else None
-    wanted = f.expect or _qualified(noun(f.type), f.qualifiers)
+    wanted = f.expect or _qualified(wording.noun(f.type), f.qualifiers)
     if not matches_type(value, f.type) or not all(q.admits(value) for q in f.qualifiers):
         at.add(f"expected {wanted}, got {value!r}")
         return False, None
     for bounds in f.ranges:
-        if (problem := bounds.problem(value)) is not None:
-            at.add(f"expected {wanted}, got {value!r}" if f.expect else problem)
+        if not bounds.admits(value):
+            at.add(
+                f"expected {wanted}, got {value!r}"
+                if f.expect
+                else wording.out_of_range(bounds, value)
+            )
             return False, None
+    if f.choices is not None and value not in (choices := f.choices.choices()):
+        at.add(
+            f"expected {wanted}, got {value!r}"
+            if f.expect
+            else wording.not_a_choice(choices, value)
+        )
+        return False, None
     if isinstance(value, list) and any(typing.get_origin(k) is tuple for k in kinds):
         value = tuple(value)
+    if kinds == [float] and isinstance(value, int):  # YAML's 2 where the field is a float
+        value = float(value)
     return True, value
 
 

@@ -11,6 +11,8 @@ import harness.adapters as adapters
 from harness.errors import InputError
 from harness.models import ModelSpec, load, load_registry
 from harness.results import RunFolder
+from harness.sft.lora import LoraSettings
+from harness.sft.settings import TUTORIAL, settings_from_yaml
 
 from .conftest import chat_rows, jsonl, run_args, run_cli, sft_args
 
@@ -216,3 +218,19 @@ def test_the_invariant_decoder_reads_the_adapter_merged(trained, chat_model_dir)
     assert torch.equal(tuned.tokens, expected.tokens)
     plain = InvariantDecoder(lm.model, backend="torch").generate(ids, 8, [], pad_id=0)
     assert not torch.equal(plain.tokens, tuned.tokens)  # afterwards: the base's own weights
+
+
+def test_a_lora_section_is_true_false_or_a_mapping_of_its_settings(write):
+    read = lambda text: settings_from_yaml(write("l.yaml", text), TUTORIAL)[0].lora  # noqa: E731
+    assert read("lora: true\n") == LoraSettings() and read("lora: false\n") is None
+    assert read("lora: {r: 4, lr_scale: 2}\n") == LoraSettings(r=4, lr_scale=2.0)
+    with pytest.raises(InputError) as info:
+        read("lora: [r]\n")
+    assert str(info.value).endswith("l.yaml:1: lora: expected true or a mapping, got ['r']")
+    with pytest.raises(InputError) as info:
+        read("lora:\n  target_modules: []\n  alpha: 0\n  r: 2.5\n")
+    assert [(p.line, p.field, p.message) for p in info.value.problems] == [
+        (2, "lora.target_modules", "expected a list of names, got []"),
+        (3, "lora.alpha", "expected a number above 0, got 0"),
+        (4, "lora.r", "expected an integer >= 1, got 2.5"),
+    ]

@@ -12,13 +12,16 @@ from harness.schema import (
     At,
     Expect,
     NonEmpty,
+    OneOf,
     Positive,
     Range,
     Report,
     Required,
     Via,
+    Wording,
     check,
     noun,
+    unknown_key_listing,
 )
 from harness.yamlio import parse_yaml
 
@@ -160,6 +163,13 @@ def test_a_rule_on_the_keys_runs_between_the_unknown_keys_and_the_values():
         "a.yaml:1: port: expected a number from 1 to 65535, got 0",
     ]
     assert len(fields.problems) == 3 and fields.invalid == {"port"}
+    report = Report("a.yaml")
+    check(parse_yaml(text, "a.yaml"), Address, report, keys=one_address, order="file")
+    assert [str(p) for p in report.problems] == [  # in file order, the rule on keys comes first
+        "a.yaml:1: give host or socket",
+        "a.yaml:1: port: expected a number from 1 to 65535, got 0",
+        "a.yaml:4: prot: unknown key; did you mean 'port'?",
+    ]
 
 
 def test_caller_defaults_replace_the_dataclass_ones_and_make_fields_optional():
@@ -230,3 +240,120 @@ def test_nouns():
     assert noun(Limits) == noun(dict) == noun(dict[Any, Any]) == "a mapping"
     assert noun(tuple[Any, ...]) == "a list"
     assert noun(Literal["a", "b"]) == "one of 'a', 'b'"
+
+
+def test_open_bounds_leave_the_bound_itself_out():
+    dropout = Range(0, 1, high_open=True)
+    assert dropout.admits(0) and dropout.admits(0.99) and not dropout.admits(1)
+    assert dropout.problem(1) == "expected a number in [0, 1), got 1"
+    assert Range(0, low_open=True).problem(0) == "expected a number > 0, got 0"
+    assert Range(high=1, high_open=True).problem(2) == "expected a number < 1, got 2"
+    assert Range(0, 1, low_open=True).span() == "in (0, 1]"
+    assert Range(1).problem(0) == "expected a number >= 1, got 0" and Range(1).problem(1) is None
+
+
+ASKED: list[str] = []
+
+
+def _optimizers() -> list[str]:
+    ASKED.append("optimizers")
+    return ["adam", "sgd"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Training:
+    rate: Annotated[float, Range(0), Range(0, low_open=True)] = 0.1
+    steps: Annotated[int, Range(1)] = 10
+    optimizer: Annotated[str, OneOf(_optimizers)] = "adam"
+    scheduler: Annotated[str, OneOf(lambda: ["cosine"]), Expect("a scheduler's name")] = "cosine"
+    share: Annotated[float, Range(0, 1)] = 0.5
+
+
+def train_problems(text: str, **kwargs: Any) -> list[str]:
+    report = Report("t.yaml")
+    check(parse_yaml(text, "t.yaml"), Training, report, **kwargs)
+    return [str(p) for p in report.problems]
+
+
+def test_run_time_choices_are_asked_for_only_when_a_value_is_checked():
+    ASKED.clear()
+    assert train_problems("steps: 2\n") == [] and ASKED == []
+    assert train_problems("optimizer: adamw\nscheduler: linear\n") == [
+        "t.yaml:1: optimizer: expected one of 'adam', 'sgd', got 'adamw'",
+        "t.yaml:2: scheduler: expected a scheduler's name, got 'linear'",
+    ]
+    assert ASKED == ["optimizers"]
+    assert train_problems("optimizer: 5\n") == ["t.yaml:1: optimizer: expected a string, got 5"]
+
+
+class Terse(Wording):
+    def noun(self, tp: Any) -> str:
+        return tp.__name__
+
+    def out_of_range(self, bounds: Range, value: Any) -> str:
+        side = "above" if bounds.low_open else "at least"
+        return f"must be {side} {bounds.low}, got {value!r}"
+
+    def not_a_choice(self, choices: Any, value: Any) -> str:
+        return f"{value!r} is not one of: {', '.join(choices)}"
+
+
+def test_a_wording_words_every_problem_of_a_value_and_ranges_apply_in_order():
+    problems = train_problems(
+        "rate: -1\nsteps: x\noptimizer: adamw\nscheduler: 5\n", wording=Terse()
+    )
+    assert problems == [
+        "t.yaml:1: rate: must be at least 0, got -1",  # the first range refused it
+        "t.yaml:2: steps: expected int, got 'x'",
+        "t.yaml:3: optimizer: 'adamw' is not one of: adam, sgd",
+        "t.yaml:4: scheduler: expected a scheduler's name, got 5",  # Expect still wins
+    ]
+    assert train_problems("rate: 0\n", wording=Terse()) == [
+        "t.yaml:1: rate: must be above 0, got 0"
+    ]
+
+
+EARLIER: list[dict[str, Any]] = []
+
+
+def _earlier(value: Any, at: At) -> Any:
+    EARLIER.append(dict(at.earlier))
+    return value
+
+
+@dataclass(frozen=True)
+class Order:
+    port: int = 1
+    first: Annotated[Any, Via(_earlier)] = None
+    second: Annotated[Any, Via(_earlier)] = None
+
+
+def test_file_order_reports_top_to_bottom_and_parsers_see_the_keys_above():
+    text = "share: 2\nsteps: 0\nstesp: 1\nrate: -1\n"
+    assert train_problems(text) == [
+        "t.yaml:3: stesp: unknown key; did you mean 'steps'?",
+        "t.yaml:4: rate: expected a number >= 0, got -1",
+        "t.yaml:2: steps: expected a number >= 1, got 0",
+        "t.yaml:1: share: expected a number from 0 to 1, got 2",
+    ]
+    assert train_problems(text, order="file", unknown=unknown_key_listing) == [
+        "t.yaml:1: share: expected a number from 0 to 1, got 2",
+        "t.yaml:2: steps: expected a number >= 1, got 0",
+        "t.yaml:3: stesp: unknown key (known: rate, steps, optimizer, scheduler, share)",
+        "t.yaml:4: rate: expected a number >= 0, got -1",
+    ]
+    EARLIER.clear()
+    data = parse_yaml("second: 2\nport: 7\nfirst: 1\n", "o.yaml")
+    fields = check(data, Order, Report("o.yaml"), order="file")
+    assert EARLIER == [{}, {"second": 2, "port": 7}]  # the keys above each
+    assert list(fields.values) == ["port", "first", "second"]  # the fields' own order
+    assert fields.build() == Order(port=7, first=1, second=2)
+
+
+def test_integers_for_float_fields_read_as_floats():
+    report = Report("t.yaml")
+    fields = check(parse_yaml("rate: 2\nsteps: 3\n", "t.yaml"), Training, report)
+    assert report.problems == []
+    assert type(fields.values["rate"]) is float and type(fields.values["steps"]) is int
+    server, _ = checked("host: a\ntimeout: 2\n")
+    assert type(server.values["timeout"]) is int  # an int is one of the field's types

@@ -13,8 +13,9 @@ from harness.models import ModelSpec, load, load_registry
 from harness.results import RunFolder
 from harness.sft import generate
 from harness.sft.data import load_data, load_many
+from harness.sft.lora import LoraSettings
 from harness.sft.overlap import find_overlaps
-from harness.sft.settings import EMBEDDED
+from harness.sft.settings import EMBEDDED, TUTORIAL, settings_from_yaml
 from harness.sft.trainer import make_trainer
 from harness.suites import load_suites
 
@@ -176,6 +177,38 @@ def test_bad_settings_file(random_model_dir, write, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{config}:2: learning_rte: unknown setting" in err
     assert f"{config}:3: batch_size: expected int" in err
+
+
+def test_a_settings_file_is_read_over_the_preset_with_its_values_typed(write):
+    config = write("good.yaml", "epochs: 2\nseed: 3\nlora: {alpha: 8, target_modules: [q_proj]}\n")
+    settings, chosen = settings_from_yaml(config, TUTORIAL)
+    assert chosen == {"epochs", "seed", "lora"}
+    assert type(settings.epochs) is float and settings.epochs == 2 and settings.seed == 3
+    assert settings.lora == LoraSettings(alpha=8.0, target_modules=("q_proj",))
+    assert settings.batch_size == TUTORIAL.batch_size  # not given: the preset's
+
+
+def test_a_settings_file_reports_every_problem_top_to_bottom(write):
+    config = write(
+        "bad.yaml",
+        "lora: {r: 0, rank: 4, dropout: 1}\nepochs: 1\nseed: -1\nlearning_rate: yes\n"
+        "warmup_max_fraction: 2\nlr_scheduler: fast\nlr_schedule: cosine\nepochs: 0\n",
+    )
+    with pytest.raises(InputError) as info:
+        settings_from_yaml(config, TUTORIAL)
+    problems = [str(p).removeprefix(f"{config}:") for p in info.value.problems]
+    assert problems[:6] == [
+        "1: lora.r: expected an integer >= 1, got 0",
+        "1: lora.rank: unknown key (known: r, alpha, dropout, target_modules, lr_scale)",
+        "1: lora.dropout: expected a number from 0 to below 1, got 1",
+        "8: epochs: must be above 0, got 0",  # a repeated key: its last value, in its place
+        "3: seed: must be at least 0, got -1",
+        "4: learning_rate: expected float, got True",
+    ]
+    assert problems[6] == "5: warmup_max_fraction: must be between 0 and 1, got 2"
+    assert problems[7].startswith("6: lr_scheduler: 'fast' is not one of: linear, cosine, ")
+    assert problems[8].startswith("7: lr_schedule: unknown setting (known: learning_rate, epochs")
+    assert len(problems) == 9
 
 
 # --------------------------------------------------------------------------- contamination

@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 from ..errors import InputError, Problem
-from ..schema import At, Expect, Positive, Range, Report, Via, check
+from ..schema import At, Expect, Positive, Range, Report, Via, check, unknown_key_listing
 from ..yamlio import MarkedDict, load_yaml
 from .registry import SuiteRules, options
 
@@ -68,10 +67,6 @@ class Rules:
         return self.suites.get(name, self.defaults)
 
 
-def _unknown(key: Any, known: Collection[str]) -> str:
-    return f"unknown key (known: {', '.join(known)})"
-
-
 def load_rules(path: Path | None) -> Rules:
     """Rules YAML: alpha, models, defaults: {...}, suites: {name: {...}}; everything optional."""
     if path is None:
@@ -86,7 +81,7 @@ def load_rules(path: Path | None) -> Rules:
         )
     report = Report(file)
     # a repeated key is not refused here: the last one wins, as YAML itself has it
-    rules = check(data, Rules, report, unknown=_unknown, duplicates=False)
+    rules = check(data, Rules, report, unknown=unknown_key_listing, duplicates=False)
     report.raise_if_any()
     built = rules.build()
-    return replace(built, alpha=float(built.alpha), models=built.models or None)
+    return replace(built, models=built.models or None)

@@ -7,21 +7,26 @@ preset's rate is scaled by `lr_scale` unless the learning rate was chosen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from ..errors import Problem
+from ..schema import At, Expect, NonEmpty, Positive, Range, check, unknown_key_listing
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+AboveZero = Annotated[float, Positive(), Expect("a number above 0")]
+Dropout = Annotated[float, Range(0, 1, high_open=True), Expect("a number from 0 to below 1")]
+Names = Annotated[tuple[str, ...], NonEmpty(), Expect("a list of names")]
 
 
 @dataclass(frozen=True)
 class LoraSettings:
-    r: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = DEFAULT_TARGETS  # or ("all-linear",)
-    lr_scale: float = 10.0
+    """The `lora:` section of a settings file; each field is a key."""
+
+    r: Annotated[int, Range(1), Expect("an integer >= 1")] = 16
+    alpha: AboveZero = 32.0
+    dropout: Dropout = 0.0
+    target_modules: Names = DEFAULT_TARGETS  # or ("all-linear",)
+    lr_scale: AboveZero = 10.0
 
     def peft_config(self) -> Any:
         from peft import LoraConfig
@@ -36,44 +41,24 @@ class LoraSettings:
         )
 
 
-def lora_from_yaml(value: Any, file: str, line: int | None, problems: list[Problem]) -> Any:
-    """`lora: true` (the defaults) or a mapping of LoraSettings fields; None when invalid."""
+def lora_from_yaml(value: Any, at: At) -> LoraSettings | None:
+    """`lora: true` (the defaults), false or null (none), or a mapping of LoraSettings fields;
+    None when invalid. A parser for the settings file's `lora` field (schema.Via)."""
     if value is True:
         return LoraSettings()
     if value is False or value is None:
         return None
     if not isinstance(value, dict):
-        problems.append(Problem(file, f"expected true or a mapping, got {value!r}", line, "lora"))
+        at.add(f"expected true or a mapping, got {value!r}")
         return None
-    known = {f.name for f in fields(LoraSettings)}
-    values: dict[str, Any] = {}
-    before = len(problems)
-    for key, raw in value.items():
-        where = f"lora.{key}"
-        at = value.line_of(key) if hasattr(value, "line_of") else line
-        if key not in known:
-            problems.append(Problem(file, f"unknown key (known: {', '.join(known)})", at, where))
-        elif key == "target_modules":
-            if not (isinstance(raw, list) and raw and all(isinstance(m, str) for m in raw)):
-                problems.append(Problem(file, f"expected a list of names, got {raw!r}", at, where))
-            else:
-                values[key] = tuple(raw)
-        elif key == "r":
-            if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
-                problems.append(Problem(file, f"expected an integer >= 1, got {raw!r}", at, where))
-            else:
-                values[key] = raw
-        else:
-            number = isinstance(raw, int | float) and not isinstance(raw, bool)
-            low, high = (0.0, 1.0) if key == "dropout" else (0.0, None)
-            if (
-                not number
-                or raw < low
-                or (high is not None and raw >= high)
-                or (key != "dropout" and raw <= 0)
-            ):
-                want = "a number from 0 to below 1" if key == "dropout" else "a number above 0"
-                problems.append(Problem(file, f"expected {want}, got {raw!r}", at, where))
-            else:
-                values[key] = float(raw)
-    return LoraSettings(**values) if len(problems) == before else None
+    # as in the rest of the settings file: problems top to bottom, a repeated key's last value
+    lora = check(
+        value,
+        LoraSettings,
+        at.report,
+        at.field,
+        unknown=unknown_key_listing,
+        duplicates=False,
+        order="file",
+    )
+    return lora.build() if lora.ok else None
