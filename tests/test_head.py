@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness.errors import HarnessError
 from harness.models import ModelSpec, load
 from harness.sft import head, syncfree, varlen
 from harness.sft.data import load_data
@@ -251,7 +252,8 @@ def test_a_trl_that_moves_what_the_step_relies_on_fails_loudly(monkeypatch):
 
     from harness.sft.syncfree import check_trl_contract
 
-    with pytest.raises(RuntimeError, match=r"TRL .* changed what .* relies on: _metrics"):
+    check_trl_contract()  # this TRL's methods are the ones the step overrides
+    with pytest.raises(HarnessError, match=r"TRL .* changed what .* relies on: _metrics"):
         check_trl_contract(types.SimpleNamespace())
 
     def log(self, logs):  # a log without start_time
@@ -263,8 +265,10 @@ def test_a_trl_that_moves_what_the_step_relies_on_fails_loudly(monkeypatch):
         **dict.fromkeys(["compute_loss_func", "label_smoother", "get_tp_size"], None),
         _metrics={"train": {}, "eval": {}},
     )
-    with pytest.raises(RuntimeError, match=r"SFTTrainer.log\(self, logs, start_time\), found"):
+    with pytest.raises(HarnessError, match=r"SFTTrainer.log\(self, logs, start_time\), found"):
         check_trl_contract(full)
+    with pytest.raises(HarnessError, match=r"SFTTrainer.log\(self, logs, start_time\), found"):
+        check_trl_contract()  # the class alone: what runs before TRL prepares the data
 
 
 @pytest.mark.parametrize("moved", ["signature", "attribute"])
@@ -272,7 +276,7 @@ def test_building_a_sync_free_trainer_on_a_moved_trl_fails(
     random_model_dir, write, tmp_path, monkeypatch, moved
 ):
     """The check runs when the trainer is built: a run on such a TRL stops before its first
-    step, naming TRL's version and what moved."""
+    step (a moved method before TRL prepares the data), naming TRL's version and what moved."""
     import trl
 
     if moved == "signature":
@@ -280,7 +284,11 @@ def test_building_a_sync_free_trainer_on_a_moved_trl_fails(
         def compute_loss(self, model, inputs, return_outputs=False):  # no num_items_in_batch
             return None
 
+        def prepare(*args, **kwargs):
+            raise AssertionError("TRL prepared the data before the check")
+
         monkeypatch.setattr(trl.SFTTrainer, "compute_loss", compute_loss)
+        monkeypatch.setattr(trl.SFTTrainer, "_prepare_dataset", prepare)  # refused before this
         missing = r"SFTTrainer\.compute_loss\(self, model, inputs, return_outputs, num_items"
     else:  # a private field this TRL does not have, as a later TRL may drop one of its own
         monkeypatch.setattr(syncfree, "TRL_ATTRIBUTES", (*syncfree.TRL_ATTRIBUTES, "_gone"))
@@ -288,5 +296,5 @@ def test_building_a_sync_free_trainer_on_a_moved_trl_fails(
     lm = load(ModelSpec("m", "path", str(random_model_dir)), device="cpu")
     data = load_data(write("d.jsonl", jsonl(chat_rows(8))))
     version = trl.__version__.replace(".", r"\.")
-    with pytest.raises(RuntimeError, match=rf"^TRL {version} changed .*{missing}"):
+    with pytest.raises(HarnessError, match=rf"^TRL {version} changed .*{missing}"):
         make_trainer(lm, data, replace(EMBEDDED, sync_free=True), tmp_path, progress=False)

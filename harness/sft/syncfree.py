@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
+from ..errors import HarnessError
 from .head import EAGER, POSITIONS, TARGETS, TOKENS, FusedHead, LabelledPositions, Tile
 
 
@@ -93,25 +94,39 @@ TRL_SIGNATURES = {
 }
 
 
-def check_trl_contract(trainer: Any) -> None:
-    """Raise if this TRL's SFTTrainer no longer has what the sync-free step overrides or fills."""
+def _moved_signatures() -> list[str]:
     import inspect
 
+    moved = []
+    for name, params in TRL_SIGNATURES.items():
+        found = list(inspect.signature(getattr(SFTTrainer, name)).parameters)
+        if found != params:
+            moved.append(f"SFTTrainer.{name}({', '.join(params)}), found ({', '.join(found)})")
+    return moved
+
+
+def _moved_attributes(trainer: Any) -> list[str]:
+    moved = [a for a in TRL_ATTRIBUTES if not hasattr(trainer, a)]
+    if not moved and not isinstance(trainer._metrics.get("train"), dict):
+        moved.append("_metrics['train'] as a dict of lists")
+    return moved
+
+
+def _refuse(moved: list[str]) -> None:
     import trl
 
-    missing = [a for a in TRL_ATTRIBUTES if not hasattr(trainer, a)]
-    if not missing and not isinstance(trainer._metrics.get("train"), dict):
-        missing.append("_metrics['train'] as a dict of lists")
-    for name, params in TRL_SIGNATURES.items():
-        found = list(inspect.signature(getattr(trl.SFTTrainer, name)).parameters)
-        if found != params:
-            missing.append(f"SFTTrainer.{name}({', '.join(params)}), found ({', '.join(found)})")
-    if missing:
-        raise RuntimeError(
+    if moved:
+        raise HarnessError(
             f"TRL {trl.__version__} changed what harness's sync-free SFT step relies on: "
-            f"{'; '.join(missing)}. Use the TRL version pyproject.toml names, or set "
+            f"{'; '.join(moved)}. Install the TRL version pyproject.toml names, or set "
             "sync_free: false in the SFT config"
         )
+
+
+def check_trl_contract(trainer: Any | None = None) -> None:
+    """Refuse a TRL whose SFTTrainer no longer has what the sync-free step overrides (checked
+    on the class, before TRL prepares any data) or fills (on a built `trainer`)."""
+    _refuse(_moved_signatures() + ([] if trainer is None else _moved_attributes(trainer)))
 
 
 class SyncFreeSFTTrainer(SFTTrainer):
@@ -122,8 +137,9 @@ class SyncFreeSFTTrainer(SFTTrainer):
     made), and heads that are not a plain product (`plain_head`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_trl_contract()  # the overridden methods: before TRL tokenizes the data
         super().__init__(*args, **kwargs)
-        check_trl_contract(self)
+        check_trl_contract(self)  # the private fields, which exist once TRL has built them
         self.data_collator = LabelledPositions(self.data_collator)
         self._hidden = HiddenStates(self._causal_lm().get_decoder())
         self._plain_head = plain_head(self._causal_lm())
