@@ -359,6 +359,13 @@ class Checked(Generic[T]):
         return self.schema(**self.values)
 
 
+def report_duplicates(data: Any, where: str, report: Report) -> None:
+    """Keys a YAML mapping gives twice: YAML keeps the last silently, so a file whose mappings
+    are read without `check` reports them here."""
+    for key, line in getattr(data, "duplicate_keys", ()):
+        report.add(line, _join(where, key), DUPLICATE_KEY)
+
+
 def check(
     data: Mapping[Any, Any],
     schema: type[T],
@@ -386,8 +393,7 @@ def check(
     before = len(report.problems)
     line_of = getattr(data, "line_of", lambda key: None)
     if duplicates:
-        for key, line in getattr(data, "duplicate_keys", ()):
-            report.add(line, _join(where, key), DUPLICATE_KEY)
+        report_duplicates(data, where, report)
     if order == "fields":
         for key in data:
             if key not in fields:

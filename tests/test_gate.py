@@ -162,6 +162,12 @@ def test_bad_inputs_exit_2(shipped_run, tmp_path, write, capsys):
     assert run_cli("gate", "--baseline", str(baseline), str(run), "--rules", str(rules)) == 2
     err = capsys.readouterr().err
     assert f"{rules}:1: alpha:" in err and f"{rules}:3: suites.math.min_acc: unknown rule" in err
+    twice = "defaults:\n  min_accuracy: 0.5\n  min_accuracy: 0.1\nsuites:\n  math: {}\n  math: {}\n"
+    rules = write("twice.yaml", twice)  # YAML would keep the last silently: the lower floor
+    assert run_cli("gate", "--baseline", str(baseline), str(run), "--rules", str(rules)) == 2
+    err = capsys.readouterr().err
+    assert f"{rules}:3: defaults.min_accuracy: duplicate key" in err
+    assert f"{rules}:6: suites.math: duplicate key" in err
     changed = tmp_path / "changed"
     shutil.copytree(run, changed)
     folder = RunFolder(changed)

@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from ..errors import InputError, Problem
-from ..schema import At, Expect, Positive, Range, Report, Via, check, unknown_key_listing
+from ..schema import (
+    At,
+    Expect,
+    Positive,
+    Range,
+    Report,
+    Via,
+    check,
+    report_duplicates,
+    unknown_key_listing,
+)
 from ..yamlio import MarkedDict, load_yaml
 from .registry import SuiteRules, options
 
@@ -21,6 +31,7 @@ def _suite_rules(raw: Any, base: SuiteRules, where: str, report: Report) -> Suit
     if not isinstance(raw, dict):
         report.add(getattr(raw, "line", None), where, "expected a mapping of rules")
         return base
+    report_duplicates(raw, where, report)
     known = options()
     values = {}
     for key, value in raw.items():
@@ -45,6 +56,7 @@ def _per_suite(raw: Any, at: At) -> dict[str, SuiteRules]:
     if not isinstance(raw, dict):
         at.add("expected a mapping of suite names to rules")
         return {}
+    report_duplicates(raw, at.field, at.report)
     base = at.earlier["defaults"]
     return {str(k): _suite_rules(v, base, f"{at.field}.{k}", at.report) for k, v in raw.items()}
 
