@@ -247,8 +247,6 @@ def evaluate(
 
     suite_list = _suites(suites)
     model_list = _models(models)
-    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="harness-run-"))
-    say(f"run folder: {folder}")
     settings = DecodeSettings(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
@@ -258,6 +256,8 @@ def evaluate(
         decoder=decoder,
         self_check=DEFAULT_QUESTIONS if self_check is None else self_check,
     )
+    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="harness-run-"))
+    say(f"run folder: {folder}")
     summary = run_stages(
         suite_list,
         model_list,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Contaminated, HarnessError, InputError, Problem, RunExists
+from .models.spec import DTYPES
 from .paths import DEFAULT_RUNS_DIR, display_path
 from .runner import DECODERS
 from .selfcheck import DEFAULT_QUESTIONS
@@ -512,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-new-tokens", type=_positive, default=None, help="override every question's limit"
     )
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    run.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    run.add_argument("--dtype", choices=list(DTYPES), default="auto")
     run.add_argument(
         "--limit", type=_positive, default=None, help="only the first N questions of each suite"
     )

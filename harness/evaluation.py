@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,14 +27,21 @@ from .env import host, versions
 from .errors import InputError, RunExists
 from .judging import Verdicts, check_judges, judge_pass
 from .logs import LOG, progress_bar, say
-from .models import LoadedModel, ModelSpec, evaluation_mode
+from .models import DTYPES, LoadedModel, ModelSpec, evaluation_mode
 from .results import RunFolder, key_of, read_json
-from .runner import Generation, Request, choose_decoder, generate
+from .runner import DECODERS, Generation, Request, choose_decoder, generate
 from .sample import Sample, as_samples
 from .scoring import Score, score
 from .selfcheck import DEFAULT_QUESTIONS, self_check
 from .suites import Question, Suite, load_suite
 from .summarize import summarize
+
+_COUNTS = {
+    "batch_size": "a positive integer or None",
+    "max_new_tokens": "a positive integer or None",
+    "limit": "a positive integer or None",
+    "self_check": "0 or a positive integer",
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,26 @@ class DecodeSettings:
     limit: int | None = None  # first N questions of each suite
     decoder: str = "auto"  # auto: batch-invariant kernels on a GPU, generate() on CPU
     self_check: int = DEFAULT_QUESTIONS  # questions per model decoded again one at a time
+
+    def __post_init__(self) -> None:
+        """Refuse what the command line's choices refuse: a library caller's typo must not run
+        another decoder, or decode nothing, and be written into run.json as chosen."""
+        for name, allowed in {"decoder": DECODERS, "dtype": DTYPES}.items():
+            if (got := getattr(self, name)) not in allowed:
+                raise InputError(
+                    f"expected one of {', '.join(allowed)}, got {got!r}", argument=name
+                )
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            raise InputError(
+                f"expected auto, cpu, cuda or cuda:N, got {self.device!r}", argument="device"
+            )
+        for name, expected in _COUNTS.items():
+            got = getattr(self, name)
+            if got is None and name != "self_check":
+                continue
+            low = 0 if name == "self_check" else 1
+            if not isinstance(got, int) or isinstance(got, bool) or got < low:
+                raise InputError(f"expected {expected}, got {got!r}", argument=name)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that decide the outputs (a resume must keep them)."""

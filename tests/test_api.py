@@ -8,6 +8,7 @@ import shutil
 
 import pandas as pd
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import harness
@@ -95,7 +96,7 @@ def test_rerunning_a_cell_resumes_and_refusing_says_so(run, tmp_path):
     assert first.path != second.path and first.path.name.startswith("harness-run-")
 
 
-def test_bad_arguments_name_the_parameter_not_a_flag():
+def test_bad_arguments_name_the_parameter_not_a_flag(tmp_path):
     with pytest.raises(InputError, match=r"^suites: no suite named 'nope'"):
         harness.evaluate("nope", "base")
     with pytest.raises(InputError, match=r"^models: 'no-such' is not in models.yaml"):
@@ -104,6 +105,22 @@ def test_bad_arguments_name_the_parameter_not_a_flag():
         harness.evaluate("math", ["base", "base"])
     with pytest.raises(InputError, match=r"expected a transformers causal language model"):
         harness.evaluate("math", {"x": (object(), object())})
+    out = tmp_path / "run"
+    bad = {  # what the command line's choices refuse, refused before any folder or model
+        "decoder": ("invariantt", r"^decoder: expected one of auto, invariant, static, hf"),
+        "dtype": ("fp16", r"^dtype: expected one of auto, float32, bfloat16, float16"),
+        "device": ("gpu", r"^device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
+        "limit": (0, r"^limit: expected a positive integer or None, got 0"),
+        "batch_size": (2.5, r"^batch_size: expected a positive integer or None, got 2.5"),
+        "self_check": (-1, r"^self_check: expected 0 or a positive integer, got -1"),
+    }
+    for name, (value, message) in bad.items():
+        with pytest.raises(InputError, match=message):
+            harness.evaluate("math", "base", out, **{name: value})
+    assert not out.exists()
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match=r"^device: cuda:1: no CUDA device is available"):
+            harness.evaluate("math", "base", tmp_path / "cuda", device="cuda:1")
     with pytest.raises(InputError, match=r"<suite s>: questions\[0\]\.answer: missing"):
         harness.Suite.from_dict(
             {"name": "s", "questions": [{"id": "a", "prompt": "p", "scorer": "numeric"}]}

@@ -64,8 +64,14 @@ def pick_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("cuda: no CUDA device is available on this machine", argument="device")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(
+            f"{device}: no CUDA device is available on this machine", argument="device"
+        )
+    index = device[5:] if device.startswith("cuda:") else ""
+    if index.isdigit() and int(index) >= torch.cuda.device_count():
+        found = torch.cuda.device_count()
+        raise InputError(f"{device}: this machine has {found} CUDA device(s)", argument="device")
     return device
 
 
