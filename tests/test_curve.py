@@ -87,6 +87,25 @@ def _train(model_dir: Path, data: Path, out: Path, suites, **plan) -> dict:
     )
 
 
+def _train_killed_at(step: int, monkeypatch, *args, **plan) -> None:
+    """`_train`, killed at the end of `step` (after that step's point)."""
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == step:
+                raise KeyboardInterrupt(f"killed at step {step}")
+
+    attach = curve_module.CurveCallback.attach
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            curve_module.CurveCallback,
+            "attach",
+            lambda self, trainer: (attach(self, trainer), trainer.add_callback(Crash())),
+        )
+        with pytest.raises(KeyboardInterrupt):
+            _train(*args, **plan)
+
+
 def test_evaluating_changes_nothing_in_the_training(random_model_dir, write, tmp_path):
     data = write("d.jsonl", jsonl(chat_rows(64)))
     suites = load_suites(str(write("s.yaml", SUITE)))
@@ -124,24 +143,10 @@ def test_the_metrics_reach_the_trainers_loggers(random_model_dir, write, tmp_pat
 def test_a_resumed_training_appends_to_its_curve(random_model_dir, write, tmp_path, monkeypatch):
     data = write("d.jsonl", jsonl(chat_rows(64)))
     suites = load_suites(str(write("s.yaml", SUITE)))
-
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 6:
-                raise KeyboardInterrupt("killed at step 6")
-
-    attach = curve_module.CurveCallback.attach
-    monkeypatch.setattr(
-        curve_module.CurveCallback,
-        "attach",
-        lambda self, trainer: (attach(self, trainer), trainer.add_callback(Crash())),
-    )
-    with pytest.raises(KeyboardInterrupt):
-        _train(random_model_dir, data, tmp_path / "m", suites, every=2)
+    _train_killed_at(6, monkeypatch, random_model_dir, data, tmp_path / "m", suites, every=2)
     curve_dir = tmp_path / "m" / "curve"
     before = {r["model"] for r in RunFolder(curve_dir).read_samples()}
     assert before == {"m@step-0", "m@step-2", "m@step-4", "m@step-6"}
-    monkeypatch.setattr(curve_module.CurveCallback, "attach", attach)
     info = _train(random_model_dir, data, tmp_path / "m", suites, every=2)
     assert info["resumed_from"].endswith("checkpoint-4")
     samples = RunFolder(curve_dir).read_samples()
@@ -227,3 +232,23 @@ def test_the_pipeline_draws_the_curve_between_its_two_runs(random_model_dir, wri
     assert points == [0, 2, 5] and (out / "model" / "curve" / "report.html").is_file()
     final = outputs(out / "run", "tuned")
     assert outputs(out / "model" / "curve", "tuned@step-5") == final
+
+
+def test_a_resumed_training_keeps_the_best_and_the_points_of_before(
+    random_model_dir, write, tmp_path, monkeypatch
+):
+    """Killed after its best point, a training resumed from an earlier checkpoint reports and
+    keeps what the same training run at once does: the points and the best of before count."""
+    data = write("d.jsonl", jsonl(chat_rows(64)))
+    suites = load_suites(str(write("s.yaml", SUITE)))
+    plan = {"every": 2, "keep": "s"}
+    whole = _train(random_model_dir, data, tmp_path / "whole", suites, **plan)
+    _train_killed_at(6, monkeypatch, random_model_dir, data, tmp_path / "m", suites, **plan)
+    resumed = _train(random_model_dir, data, tmp_path / "m", suites, **plan)
+    assert resumed["resumed_from"].endswith("checkpoint-4")
+    assert resumed["curve"]["points"] == whole["curve"]["points"] == [0, 2, 4, 6, 8]
+    assert resumed["kept"] == whole["kept"]
+    kept = json.loads((tmp_path / "m" / "best" / "kept.json").read_text())
+    assert kept["step"] == whole["kept"]["step"]
+    weights = "best/model.safetensors"
+    assert (tmp_path / "m" / weights).read_bytes() == (tmp_path / "whole" / weights).read_bytes()

@@ -25,13 +25,14 @@ from transformers import TrainerCallback
 from ..adapters import merged
 from ..errors import InputError
 from ..evaluation import DecodeSettings, evaluate
-from ..files import write_json_atomic
+from ..files import replace_folder, settle_folder, write_json_atomic
 from ..logs import say
 from ..models import LoadedModel, from_memory
-from ..results import RunFolder
+from ..results import RunFolder, read_json
 from ..suites import Suite
 
 POINT = "@step-"
+KEPT = "kept.json"  # in the best point's folder: which step, on what, scoring what
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class CurveCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
         self.steps = self.plan.steps(state.max_steps)
+        self._recall(state.global_step)
         names = ", ".join(s.name for s in self.plan.suites)
         at = ", ".join(map(str, self.steps))
         self.log(f"evaluating {names} at steps {at} into {self.folder}")
@@ -197,7 +199,7 @@ class CurveCallback(TrainerCallback):
         decoded = adapter.get_base_model() if adapter is not None else net
         name = point_name(self.name, step)
         training = self._training_info(state, scheduler)
-        fingerprint = "sha256:" + hashlib.sha256(f"{self.identity}:{step}".encode()).hexdigest()
+        fingerprint = self._fingerprint(step)
         # the self-check re-decodes alone: once, at the end, is enough to catch a batch effect
         decode = self.plan.decode if final else replace(self.plan.decode, self_check=0)
         with (
@@ -269,14 +271,42 @@ class CurveCallback(TrainerCallback):
             "run": self.name,
         }
 
+    def _fingerprint(self, step: int) -> str:
+        """A point's model: this training (model, data, settings) at this step."""
+        return "sha256:" + hashlib.sha256(f"{self.identity}:{step}".encode()).hexdigest()
+
+    def _recall(self, step: int) -> None:
+        """A training resumed at `step` takes over the points evaluated before it and the best
+        kept among them, so that its record and its kept model are those of a run never killed
+        (Trainer saves a step's checkpoint after that step's callbacks: what came before a
+        checkpoint is complete)."""
+        if RunFolder(self.folder).run_json.exists():
+            models = RunFolder(self.folder).read_run().get("models", {})
+            for earlier in self.steps:
+                entry = models.get(point_name(self.name, earlier), {})
+                if earlier < step and entry.get("fingerprint") == self._fingerprint(earlier):
+                    self.done.add(earlier)
+        if self.best_dir is None or not self.plan.keep:
+            return
+        settle_folder(self.best_dir)
+        kept = self.best_dir / KEPT
+        best = read_json(kept) if kept.is_file() else None
+        if best and best.get("fingerprint") == self._fingerprint(best.get("step", -1)):
+            self.best = best  # a step after `step` too: its point reads the same again
+
     def _keep_best(self, net: Any, step: int, accuracy: float | None) -> None:
         if accuracy is None or (self.best is not None and accuracy <= self.best["accuracy"]):
             return
-        self.best = {"suite": self.plan.keep, "step": step, "accuracy": accuracy}
-        self.best["folder"] = str(self.best_dir)
-        net.save_pretrained(self.best_dir)
-        self.base.tokenizer.save_pretrained(self.best_dir)
-        write_json_atomic(self.best_dir / "kept.json", self.best)
+        best = {"suite": self.plan.keep, "step": step, "accuracy": accuracy}
+        best |= {"folder": str(self.best_dir), "fingerprint": self._fingerprint(step)}
+
+        def fill(folder: Path) -> None:
+            net.save_pretrained(folder)
+            self.base.tokenizer.save_pretrained(folder)
+            write_json_atomic(folder / KEPT, best)
+
+        replace_folder(self.best_dir, fill)  # a kill while saving keeps the previous best whole
+        self.best = best
         self.log(f"kept step {step} as the best on {self.plan.keep} ({100 * accuracy:.1f}%)")
 
     def _record_losses(self, state: Any) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..env import versions
-from ..files import write_json_atomic
+from ..files import write_into, write_json_atomic
 from ..logs import say
 from ..models import LoadedModel, ModelSpec
 from .curve import CurveCallback, CurvePlan
@@ -129,12 +129,15 @@ def save_model(
     model.generation_config = GenerationConfig(
         eos_token_id=list(lm.chat.stop_token_ids), pad_token_id=lm.tokenizer.pad_token_id
     )
-    out.mkdir(parents=True, exist_ok=True)
     if settings.lora:  # the adapter alone, naming its base so that `harness run` finds it
         model.peft_config["default"].base_model_name_or_path = base_reference(lm.spec, out)
-    # save_embedding_layers=False: peft would look the base up on the hub to decide
-    model.save_pretrained(out, **({"save_embedding_layers": False} if settings.lora else {}))
-    lm.tokenizer.save_pretrained(out)
+
+    def fill(folder: Path) -> None:
+        # save_embedding_layers=False: peft would look the base up on the hub to decide
+        model.save_pretrained(folder, **({"save_embedding_layers": False} if settings.lora else {}))
+        lm.tokenizer.save_pretrained(folder)
+
+    write_into(out, fill)  # a kill while saving leaves no half-written weights to load
     return model
 
 
