@@ -18,6 +18,7 @@ import time
 import torch
 
 from harness.chat import render
+from harness.files import write_atomic
 from harness.models import load, resolve_many
 from harness.runner import Request, generate, generate_batch
 from harness.suites import load_suites
@@ -93,8 +94,7 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
+        write_atomic(args.json, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

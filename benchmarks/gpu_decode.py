@@ -21,6 +21,7 @@ import torch
 from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
 from harness.fastdecode import greedy_static
+from harness.files import write_atomic
 
 QWEN3_06B = dict(
     vocab_size=151936,
@@ -275,8 +276,7 @@ def main() -> None:
         result["divergence"] = divergence_margins(model, batch, static_out)
         print({"divergence": result["divergence"]}, flush=True)
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=2)
+        write_atomic(args.out, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.cards import card, peak_flops, peak_memory_gb, sync
+from harness.files import write_atomic
 
 # what RESULTS.md reports, the headline first
 RUNS = [
@@ -365,7 +366,7 @@ def main() -> None:
             flush=True,
         )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        write_atomic(args.out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 
 from benchmarks.cards import card, peak_flops, peak_memory_gb, sync
 from benchmarks.gpu_sft import build_lm, configure, conversations, one_gpu
+from harness.files import write_atomic
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy")
 
@@ -213,7 +214,7 @@ def main() -> None:
                 prof.export_chrome_trace(str(trace))
                 subprocess.run(["gzip", "-f", str(trace)], check=True)
             print(json.dumps(r, indent=1), flush=True)
-            (out / "gpu_sft_profile.json").write_text(json.dumps(results, indent=1) + "\n")
+            write_atomic(out / "gpu_sft_profile.json", json.dumps(results, indent=1) + "\n")
             del trainer, lm, prof
             gc.collect()
             if gpu:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness.files import write_atomic
 from harness.judging import with_judge
 from harness.paths import SHIPPED
 from harness.sample import Sample
@@ -128,7 +129,7 @@ def main() -> None:
             for e in r[label]:
                 print(f"  {label}: {e['id']}: {e['answer'][:60]!r} -> judge {e['verdict']}")
     path = args.json or out / "judge_agreement.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {path}")
 
 

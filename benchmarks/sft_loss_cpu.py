@@ -23,6 +23,7 @@ import torch
 from transformers import TrainerCallback
 
 from benchmarks.gpu_sft import conversations
+from harness.files import write_atomic
 from harness.models import load, load_registry, resolve
 from harness.sft.data import SFTData
 from harness.sft.planning import plan_steps, row_lengths
@@ -135,7 +136,7 @@ def main() -> None:
             + " ".join(f"{p['tokens']}:{p['held_out_loss']}" for p in r["curve"]),
             flush=True,
         )
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        write_atomic(args.out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
